@@ -1,0 +1,85 @@
+"""The ``ukbmri`` command: a thin click group whose subcommands load lazily.
+
+Each subcommand lives in its own module under :mod:`ukbmri.cli` and is
+imported only when invoked, so ``ukbmri --help`` stays fast and heavy
+libraries (torch, dask) load only for the commands that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from ukbmri import __version__
+from ukbmri.errors import UkbmriError
+
+#: command name -> (module, attribute, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("ukbmri.cli.synth", "synth", "Write a synthetic UK-Biobank-format cohort (zips + truth.csv)."),
+    "inspect": ("ukbmri.cli.inspect", "inspect", "List what is in UK Biobank MRI zips."),
+    "preprocess": ("ukbmri.cli.preprocess", "preprocess", "Preprocess zips into cached images / tensors."),
+    "infer": ("ukbmri.cli.infer", "infer", "Run inference modules / liver networks on zips or caches."),
+    "train": ("ukbmri.cli.train", "train", "Train, cross-validate and calibrate modules."),
+    "distill": ("ukbmri.cli.train", "distill", "Liver student from teacher predictions (ml4h workflow)."),
+    "fatwater": ("ukbmri.cli.fatwater", "fatwater", "Fat-water separation on multi-echo data."),
+    "run": ("ukbmri.cli.run", "run", "Whole pipeline: folder of zips -> one participant table."),
+    "demo": ("ukbmri.cli.demo", "demo", "Generate a demo cohort and run the main job on it."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ukbmri")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """ukbmri: UK Biobank abdominal MRI -> phenotypes with calibrated uncertainty."""
+    level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"debug": debug}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: domain errors become one line on stderr and exit status 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="ukbmri", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UkbmriError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
