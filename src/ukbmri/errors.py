@@ -28,6 +28,7 @@ __all__ = [
     "UnknownProtocolError",
     "FieldMismatchError",
     "SeriesError",
+    "PixelDataError",
     "StationError",
     "FusionError",
     "LiverInputError",
@@ -37,6 +38,7 @@ __all__ = [
     "TargetsError",
     "FitInputError",
     "CacheError",
+    "OutputExistsError",
 ]
 
 
@@ -149,6 +151,10 @@ class SeriesError(InputError):
     """A series is inconsistent (mixed shapes, missing positions, ...)."""
 
 
+class PixelDataError(InputError):
+    """A DICOM image's PixelData cannot be decoded (truncated, unsupported encoding)."""
+
+
 # -- preprocessing ------------------------------------------------------------
 class StationError(InputError):
     """Field 20201: stations missing or unusable."""
@@ -187,3 +193,7 @@ class FitInputError(InputError):
 # -- engine -------------------------------------------------------------------
 class CacheError(UkbmriError):
     """A cache entry is unreadable or inconsistent with its input."""
+
+
+class OutputExistsError(UkbmriError):
+    """An output folder (e.g. a module being trained) already exists and overwriting was not asked for."""

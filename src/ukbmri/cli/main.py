@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import click
 
@@ -42,6 +41,16 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context):
+        """Domain errors become one line ``error: ...`` on stderr and exit status 2."""
+        try:
+            return super().invoke(ctx)
+        except UkbmriError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
@@ -61,24 +70,8 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: domain errors become one line on stderr and exit status 2."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(args=argv, prog_name="ukbmri", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except UkbmriError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    sys.exit(0)
+    """Console entry point (click's standalone mode: usage errors exit 2, Exit(n) exits n)."""
+    cli.main(args=argv, prog_name="ukbmri")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,53 @@
+"""``ukbmri preprocess body``: 20201 zips -> MIMIR 2D images in a cache (+ NIfTI, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ukbmri.cli._common import backend_options, progress, report_failures, workers_option
+
+
+@click.group()
+def preprocess() -> None:
+    """Preprocess zips into cached images."""
+
+
+@preprocess.command("body")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--cache", "cache_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of MIMIR images <zip stem>.npy (created; existing valid images are reused).")
+@click.option("--nifti", "nifti_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write fused water, fat and fat-fraction volumes as NIfTI here.")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a PNG preview of each 2D image here.")
+@workers_option
+@backend_options
+def body(inputs, cache_dir, nifti_dir, png_dir, workers, backend, scheduler) -> None:
+    """Fuse the Dixon stations of 20201 zips and write MIMIR's (3, 256, 256) uint8 images.
+
+    INPUTS are zips or folders of zips. Participants that fail are listed at the end and
+    in CACHE/failures.csv; the others complete. Exit status 1 if any failed.
+    """
+    from ukbmri.engine.body import preprocess_body_many
+    from ukbmri.engine.inputs import find_zips
+    from ukbmri.engine.ledger import Ledger
+
+    zips = find_zips(inputs, fields=[20201])
+    if not zips:
+        raise click.UsageError("no 20201 zips found in the inputs")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(cache_dir / "failures.csv")
+    with progress(len(zips), "preprocess body") as advance:
+        summary = preprocess_body_many(
+            zips, cache_dir, ledger=ledger, nifti_dir=nifti_dir, png_dir=png_dir,
+            workers=workers, backend=backend, scheduler=scheduler, progress=advance,
+        )
+    click.echo(
+        f"{len(summary.done)} preprocessed, {len(summary.cached)} already cached, "
+        f"{len(summary.failures)} failed -> {cache_dir}"
+    )
+    report_failures(summary.failures, ledger.path)
+    if summary.failures:
+        raise click.exceptions.Exit(1)
