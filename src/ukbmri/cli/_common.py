@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -50,7 +51,7 @@ def progress(total: int, label: str) -> Iterator[Callable[..., None]]:
     if total <= 0:
         yield lambda *_: None
         return
-    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"), show_pos=True) as bar:
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
         yield lambda *_: bar.update(1)
 
 

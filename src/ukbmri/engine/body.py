@@ -300,6 +300,8 @@ def infer_body(
         for m in modules
     }
     table = body_table(modules, frames, stems, level) if modules else _participant_columns(stems)
+    flags = {s: next((ImageCache(c).qc_flags(s) for c in cache_dirs if ImageCache(c).is_valid_image(s)), "") for s in stems}
+    table.insert(3, "body_qc_flags", table["name"].map(flags).fillna(""))
     write_table(table, out / "body")
     ledger.save()
     infer_failures = ledger.for_stage(STAGE_INFER)

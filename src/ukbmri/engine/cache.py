@@ -85,8 +85,9 @@ class ImageCache:
                     return None
         return self.path(stem)
 
-    def store(self, zip_path: str | os.PathLike[str], image: np.ndarray) -> Path:
-        """Write the image (atomically) and its sidecar."""
+    def store(self, zip_path: str | os.PathLike[str], image: np.ndarray, *, qc_flags: str = "",
+              warnings: tuple[str, ...] = ()) -> Path:
+        """Write the image (atomically) and its sidecar (input identity, QC flags, warnings)."""
         if image.shape != MIMIR_SHAPE or image.dtype != np.uint8:
             raise CacheError(
                 "refusing to cache an image that is not in the MIMIR 2D format",
@@ -95,10 +96,19 @@ class ImageCache:
                 found=f"{image.shape} {image.dtype}",
             )
         stem = stem_of(zip_path)
-        meta = {**input_identity(zip_path), "pipeline": PIPELINE_VERSION, "ukbmri": __version__}
+        meta = {**input_identity(zip_path), "pipeline": PIPELINE_VERSION, "ukbmri": __version__,
+                "qc_flags": qc_flags, "warnings": list(warnings)}
         # sidecar first: an image without sidecar would be trusted as a MIMIR cache
         write_text(self._sidecar(stem), json.dumps(meta, indent=1))
         return save_npy(self.path(stem), image)
+
+    def qc_flags(self, stem: str) -> str:
+        """QC flags recorded when the image was made ("" for none or for MIMIR caches)."""
+        side = self._sidecar(stem)
+        try:
+            return str(json.loads(side.read_text(encoding="utf-8")).get("qc_flags", ""))
+        except (OSError, ValueError):
+            return ""
 
     def load(self, stem: str) -> np.ndarray:
         p = self.path(stem)

@@ -57,7 +57,14 @@ def preprocess_body_job(job: BodyJob) -> str:
 
     cache = ImageCache(job.cache_dir)
     result = preprocess_body(job.zip_path)
-    cache.store(job.zip_path, result.image)
+    for w in result.warnings:
+        log.warning("%s: %s", job.zip_path.name, w)
+    flags = []
+    if result.swap_suspected:
+        flags.append("fat_water_swap_suspected")
+    if result.stations < 6:
+        flags.append(f"stations_{result.stations}_of_6")
+    cache.store(job.zip_path, result.image, qc_flags=";".join(flags), warnings=tuple(result.warnings))
     paths = job.nifti_paths()
     if paths:
         save_volume(result.water, paths["water"])

@@ -85,6 +85,10 @@ class Ledger:
     def record(self, failure: Failure) -> None:
         self._rows[(failure.input, failure.stage)] = failure
 
+    def clear(self) -> None:
+        """Forget every row (for ledgers rebuilt from others)."""
+        self._rows.clear()
+
     def succeeded(self, input: str | os.PathLike[str], stage: str) -> None:
         self._rows.pop((str(input), stage), None)
 

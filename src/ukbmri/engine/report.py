@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 def compare_with_truth(table: pd.DataFrame, truth: pd.DataFrame, pairs: dict[str, str]) -> pd.DataFrame:
     """MAE, bias, Pearson r and N for each ``prediction column -> truth column`` pair (joined on eid)."""
     rows = []
-    merged = table.merge(truth, on="eid", how="inner", suffixes=("", "_truth"))
+    truth = truth.rename(columns={c: f"truth__{c}" for c in truth.columns if c != "eid"})
+    merged = table.merge(truth, on="eid", how="inner")
     for pred_col, truth_col in pairs.items():
-        tcol = truth_col if truth_col in merged and truth_col != pred_col else f"{truth_col}_truth"
+        tcol = f"truth__{truth_col}"
         if pred_col not in merged or tcol not in merged:
             continue
         y = pd.to_numeric(merged[tcol], errors="coerce").to_numpy(float)
