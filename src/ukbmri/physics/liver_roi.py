@@ -1,0 +1,280 @@
+"""Automatic liver region of interest on one axial slice, and the liver summary inside it.
+
+:func:`find_liver_roi` (vectorised image operations, no learning):
+
+1. **Body**: the fitted mask with holes filled, largest connected component; its
+   centroid and equivalent radius.
+2. **Liver-like tissue**: fat fraction below ``ff_max`` (water-dominant), R2* in a liver
+   range, water signal above a fraction of the body's water-dominant tissue, and at least
+   ``wall_mm`` from the body outline (skin, subcutaneous fat, abdominal wall).
+3. **Candidates**: homogeneous tissue (over ``homog_mm``: local SD of the water signal
+   below ``cv_max`` of its mean, of R2* below ``2 cv_max`` of its mean + 2 /s, of the fat
+   fraction below ``ff_sd_max``; organ boundaries are not homogeneous),
+   eroded by ``split_mm`` (breaks thin bridges to other organs), connected components of
+   at least ``min_area_mm2``.
+4. **Choice**: among components on the patient's right (the side given by
+   ``right_direction``, or derived from ``affine_lps``) the one with the largest
+   area x distance to the right of the body centre; without orientation the largest.
+   Its anchor is the point deep inside it and far to the right; the liver is the tissue
+   that resembles the anchor's neighbourhood (``anchor_mm``; water signal, R2* and fat
+   fraction within max(4 MAD, a floor) of their medians) connected to the anchor (this
+   cuts off touching organs with other values), grown back by up to ``split_mm``.
+5. **ROI**: the liver region eroded by ``margin_mm`` (away from its edges), minus
+   vessel-like voxels: water signal deviating from its local median (window
+   ``vessel_window_mm``) by more than ``vessel_tolerance``, or R2* / fat fraction more
+   than 3.5 robust SDs from the region's median.
+
+:func:`liver_summary` reports the median PDFF and R2* in the ROI (and mean, SD, voxel
+count). Field 20203 / 20254 pipelines use :func:`ukbmri.physics.liver.liver_fat_from_zip`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ukbmri.errors import LiverInputError
+from ukbmri.physics.multiecho import FatWaterMaps
+
+__all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class LiverSummary:
+    """Liver PDFF and R2* inside an ROI (medians are the headline values)."""
+
+    pdff_percent: float
+    r2star_per_s: float
+    n_voxels: int
+    mask: np.ndarray = field(repr=False)
+    pdff_mean_percent: float = float("nan")
+    pdff_sd_percent: float = float("nan")
+    r2star_mean_per_s: float = float("nan")
+    r2star_sd_per_s: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "liver_pdff_percent": self.pdff_percent, "liver_r2star_per_s": self.r2star_per_s,
+            "liver_roi_voxels": self.n_voxels, "liver_pdff_mean_percent": self.pdff_mean_percent,
+            "liver_pdff_sd_percent": self.pdff_sd_percent, "liver_r2star_mean_per_s": self.r2star_mean_per_s,
+            "liver_r2star_sd_per_s": self.r2star_sd_per_s,
+        }
+
+
+def patient_right_direction(affine_lps: np.ndarray) -> np.ndarray:
+    """Unit 2-vector in ``(x, y)`` index space pointing to the patient's right (LPS -x)."""
+    a = np.asarray(affine_lps, dtype=float)[:3, :2]
+    # index step d moves a @ d in LPS; we want the in-plane direction that decreases L the most
+    d = -a[0, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
+    n = np.linalg.norm(d)
+    if n < 1e-9:
+        raise LiverInputError("the slice has no left-right extent", expected="an axial-like slice",
+                              found=a.tolist())
+    return d / n
+
+
+def _disk(radius_px: tuple[float, float]) -> np.ndarray:
+    rx, ry = max(radius_px[0], 0.5), max(radius_px[1], 0.5)
+    nx, ny = int(np.ceil(rx)), int(np.ceil(ry))
+    x, y = np.meshgrid(np.arange(-nx, nx + 1), np.arange(-ny, ny + 1), indexing="ij")
+    return (x / rx) ** 2 + (y / ry) ** 2 <= 1.0
+
+
+def _slice2d(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3:
+        if a.shape[2] != 1:
+            raise LiverInputError("the liver ROI works on one slice", expected="(x, y) or (x, y, 1)",
+                                  found=a.shape)
+        return a[:, :, 0]
+    if a.ndim != 2:
+        raise LiverInputError("maps have the wrong rank", expected="(x, y) or (x, y, 1)", found=a.shape)
+    return a
+
+
+def find_liver_roi(
+    maps: FatWaterMaps,
+    magnitude: np.ndarray | None = None,
+    *,
+    pixel_spacing_mm: tuple[float, float] = (1.0, 1.0),
+    right_direction: tuple[float, float] | np.ndarray | None = None,
+    affine_lps: np.ndarray | None = None,
+    ff_max: float = 50.0,
+    r2star_range: tuple[float, float] = (10.0, 300.0),
+    water_fraction: float = 0.3,
+    wall_mm: float = 12.0,
+    split_mm: float = 6.0,
+    homog_mm: float = 7.5,
+    cv_max: float = 0.06,
+    ff_sd_max: float = 2.5,
+    min_area_mm2: float = 600.0,
+    anchor_mm: float = 15.0,
+    margin_mm: float = 5.0,
+    vessel_window_mm: float = 20.0,
+    vessel_tolerance: float = 0.12,
+    min_voxels: int = 20,
+) -> np.ndarray:
+    """Boolean ``(x, y)`` (or ``(x, y, 1)``, like the maps) liver ROI mask; see the module docstring.
+
+    Parameters
+    ----------
+    maps:
+        Fat-water maps of one slice whose fat fraction is right above 50 % (complex fit,
+        or magnitude fit with ``branch="best"``), so that fat is not mistaken for liver.
+    magnitude:
+        Optional signal image used instead of the water map for the vessel test.
+    pixel_spacing_mm:
+        ``(x, y)`` voxel size.
+    right_direction, affine_lps:
+        Where the patient's right is: an ``(x, y)`` index-space vector, or the data's
+        affine (UK Biobank zips); neither: the largest candidate wins.
+
+    Raises
+    ------
+    LiverInputError
+        No liver-like region (or fewer than ``min_voxels`` voxels remain).
+    """
+    ff = _slice2d(maps.ff_percent).astype(float)
+    r2 = _slice2d(maps.r2star_per_s).astype(float)
+    water = _slice2d(maps.water).astype(float)
+    fitted = _slice2d(maps.mask).astype(bool)
+    sig = water if magnitude is None else _slice2d(np.abs(magnitude)).astype(float)
+    sx, sy = (float(v) for v in pixel_spacing_mm)
+    if right_direction is None and affine_lps is not None:
+        right_direction = patient_right_direction(affine_lps)
+    # 1. body
+    lab, n = ndi.label(ndi.binary_fill_holes(fitted))
+    if n == 0:
+        raise LiverInputError("no signal in the slice", expected="a body", found="empty mask")
+    sizes = ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+    body = lab == (1 + int(np.argmax(sizes)))
+    body = ndi.binary_fill_holes(body)
+    cx, cy = ndi.center_of_mass(body)
+    radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
+    # 2. liver-like tissue, away from the body wall
+    finite = fitted & np.isfinite(ff) & np.isfinite(r2) & np.isfinite(water)
+    waterish = finite & (ff < ff_max) & body
+    ref = float(np.percentile(water[waterish], 90)) if waterish.sum() > 10 else 0.0
+    tissue = waterish & (r2 >= r2star_range[0]) & (r2 <= r2star_range[1]) & (water > water_fraction * ref)
+    depth = ndi.distance_transform_edt(body, sampling=(sx, sy))
+    tissue &= depth >= wall_mm
+    # 3. candidates: homogeneous liver-like tissue (organ boundaries have a high local
+    #    coefficient of variation of the water signal), eroded to break thin bridges
+    win = (max(3, int(round(homog_mm / sx)) | 1), max(3, int(round(homog_mm / sy)) | 1))
+    cnt = ndi.uniform_filter(tissue.astype(float), size=win)
+
+    def local_sd(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v0 = np.where(tissue, v, 0.0)
+        mu = ndi.uniform_filter(v0, size=win) / np.maximum(cnt, 1e-12)
+        var = ndi.uniform_filter(v0 ** 2, size=win) / np.maximum(cnt, 1e-12) - mu ** 2
+        return mu, np.sqrt(np.maximum(var, 0.0))
+
+    mu_w, sd_w = local_sd(water)
+    mu_r, sd_r = local_sd(r2)
+    _, sd_f = local_sd(ff)
+    homog = (tissue & (cnt > 0.99) & (sd_w <= cv_max * np.maximum(mu_w, 1e-12))
+             & (sd_r <= 2.0 * cv_max * np.maximum(mu_r, 1e-12) + 2.0) & (sd_f <= ff_sd_max))
+    core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
+    lab, n = ndi.label(core)
+    if n == 0:
+        raise LiverInputError("no liver-like region found in the slice",
+                              expected=f"homogeneous water-dominant tissue with R2* in {r2star_range} /s",
+                              found=f"{int(tissue.sum())} liver-like voxels, none {split_mm:g} mm from an edge")
+    idx = np.arange(1, n + 1)
+    area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
+    com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
+    ok = area >= min_area_mm2
+    score = area.copy()
+    if right_direction is not None:
+        rd = np.asarray(right_direction, dtype=float)
+        rd = rd / max(np.linalg.norm(rd), 1e-12)
+        side = ((com[:, 0] - cx) * sx * rd[0] + (com[:, 1] - cy) * sy * rd[1]) / radius_mm
+        right = ok & (side > 0.0)
+        ok = right if right.any() else ok
+        score = area * np.maximum(side, 0.05)  # large and far to the patient's right
+    if not ok.any():
+        raise LiverInputError("no liver-sized region found in the slice",
+                              expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
+                              found=f"largest {float(area.max()):.0f} mm^2")
+    best = idx[ok][int(np.argmax(score[ok]))]
+    log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
+              np.round(score).tolist(), int(best))
+    seed = lab == best
+    # 4. anchor: the point of the chosen component that is deep inside it and far to the
+    #    patient's right; the liver is what resembles the anchor's neighbourhood (water
+    #    signal, R2*, fat fraction within max(4 MAD, a floor)) and is connected to it
+    comp = lab == best
+    depth_c = ndi.distance_transform_edt(comp, sampling=(sx, sy))
+    if right_direction is not None:
+        xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
+        side_px = ((xx - cx) * sx * rd[0] + (yy - cy) * sy * rd[1]) / radius_mm
+        pull = depth_c * (1.0 + np.clip(side_px, 0.0, 1.0))
+    else:
+        pull = depth_c
+    anchor = np.unravel_index(int(np.argmax(np.where(comp, pull, -1.0))), comp.shape)
+    xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
+    near_anchor = comp & (((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2 <= anchor_mm ** 2)
+
+    def near(v: np.ndarray, floor: float) -> np.ndarray:
+        vals = v[near_anchor]
+        med = np.median(vals)
+        mad = 1.4826 * np.median(np.abs(vals - med))
+        return np.abs(v - med) <= max(4.0 * mad, floor)
+
+    med_w = float(np.median(water[near_anchor]))
+    similar = tissue & near(water, 0.08 * med_w) & near(r2, 4.0) & near(ff, 2.0)
+    seed = comp & similar
+    lab1, _ = ndi.label(seed)
+    if lab1[anchor] == 0:
+        raise LiverInputError("liver region is not homogeneous around its centre",
+                              expected="homogeneous liver tissue", found="mixed values")
+    seed = lab1 == lab1[anchor]
+    liver = ndi.binary_dilation(seed, structure=_disk((split_mm / sx + 1, split_mm / sy + 1))) & similar
+    lab2, _ = ndi.label(liver)
+    liver = lab2 == lab2[anchor]
+    # 5. ROI: eroded, vessels and outliers removed
+    roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
+    if roi.sum() < min_voxels:
+        roi = liver.copy()
+    win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
+    # local median of the signal (outside the liver filled with the liver's median)
+    local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
+    dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
+    roi &= np.isfinite(dev) & (dev <= vessel_tolerance)
+    for v in (r2, ff):
+        vals = v[roi]
+        if vals.size >= min_voxels:
+            med = np.median(vals)
+            mad = 1.4826 * np.median(np.abs(vals - med))
+            roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
+    roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
+    if roi.sum() < min_voxels:
+        raise LiverInputError("liver ROI too small after removing edges and vessels",
+                              expected=f">= {min_voxels} voxels", found=int(roi.sum()))
+    log.debug("liver ROI: %d voxels (region %d)", int(roi.sum()), int(liver.sum()))
+    return roi[:, :, None] if np.asarray(maps.ff_percent).ndim == 3 else roi
+
+
+def liver_summary(maps: FatWaterMaps, roi: np.ndarray, *, values: FatWaterMaps | None = None) -> LiverSummary:
+    """Median (headline), mean and SD of PDFF and R2* of ``values`` (default ``maps``) inside ``roi``."""
+    src = values if values is not None else maps
+    m = np.asarray(roi, dtype=bool)
+    ff = np.asarray(src.ff_percent)
+    if m.shape != ff.shape:
+        m = m.reshape(ff.shape)
+    f = ff[m]
+    r = np.asarray(src.r2star_per_s)[m]
+    ok = np.isfinite(f) & np.isfinite(r)
+    f, r = f[ok], r[ok]
+    if f.size == 0:
+        raise LiverInputError("the liver ROI holds no fitted voxels", expected="> 0 voxels", found=0)
+    return LiverSummary(
+        pdff_percent=float(np.median(f)), r2star_per_s=float(np.median(r)), n_voxels=int(f.size), mask=m,
+        pdff_mean_percent=float(f.mean()), pdff_sd_percent=float(f.std()),
+        r2star_mean_per_s=float(r.mean()), r2star_sd_per_s=float(r.std()),
+    )

@@ -1,0 +1,110 @@
+"""Output files of ``ukbmri fatwater`` and the command's error handling."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from ukbmri.cli.main import main
+from ukbmri.physics.phantom import ring_phantom, uniform_te
+from ukbmri.physics.spatial import ls_unwrap
+
+TE = uniform_te(6, 1.2e-3, 2.0e-3)
+MAPS = ("ff_percent", "r2star_per_s", "b0_hz", "water", "fat", "residual")
+
+
+@pytest.fixture(scope="module")
+def nifti_case(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nifti")
+    rng = np.random.default_rng(21)
+    data, truth = ring_phantom((40, 36, 2), te_s=TE, snr=60.0, rng=rng)
+    affine = np.diag([2.5, 2.5, 6.0, 1.0])
+    affine[:3, 3] = (-50.0, -40.0, 10.0)
+    nib.save(nib.Nifti1Image(np.abs(data.images).astype(np.float32), affine), d / "scan.nii.gz")
+    nib.save(nib.Nifti1Image(np.angle(data.images).astype(np.float32), affine), d / "scan_phase.nii.gz")
+    np.save(d / "roi.npy", truth.liver)
+    return d, data, truth, affine
+
+
+def _run(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_cli_complex_writes_every_file(nifti_case, tmp_path, capsys):
+    d, data, truth, affine = nifti_case
+    out = tmp_path / "out"
+    code, stdout, _ = _run(capsys, "fatwater", str(d / "scan.nii.gz"), "--out", str(out),
+                           "--te", ",".join(f"{t * 1e3:g}" for t in TE), "--phase", str(d / "scan_phase.nii.gz"),
+                           "--roi", str(d / "roi.npy"), "--field-strength", "1.5")
+    assert code == 0
+    for name in MAPS:
+        arr = np.load(out / f"scan_{name}.npy")
+        assert arr.dtype == np.float32 and arr.shape == (40, 36, 2)
+        img = nib.load(out / f"scan_{name}.nii.gz")
+        assert img.shape == (40, 36, 2)
+        np.testing.assert_allclose(img.affine, affine, atol=1e-5)  # the input's geometry is kept
+    assert np.load(out / "scan_mask.npy").dtype == bool
+    assert (out / "scan_montage.png").stat().st_size > 5000
+    ff = np.load(out / "scan_ff_percent.npy")
+    assert abs(np.nanmedian(ff[truth.liver]) - 8.0) < 1.0
+    assert np.nanmedian(ff[truth.subcutaneous_fat]) > 90
+    summary = json.loads((out / "scan_summary.json").read_text())
+    assert summary["method"] == "complex" and summary["identity_affine"] is False
+    table = pd.read_csv(out / "scan_summary.csv")
+    assert list(table["region"]) == ["mask", "roi"]
+    roi_row = table.set_index("region").loc["roi"]
+    assert abs(roi_row["ff_median_percent"] - 8.0) < 1.0
+    assert abs(roi_row["r2star_median_per_s"] - 40.0) < 3.0
+    assert "roi: n=" in stdout and "mask: n=" in stdout
+
+
+def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
+    import scipy.io as sio
+
+    rng = np.random.default_rng(22)
+    data, truth = ring_phantom((32, 30, 1), te_s=TE, snr=60.0, rng=rng)
+    st = {"images": data.images[:, :, :, None, :], "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "case.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, _, err = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--method", "magnitude")
+    assert code == 0
+    assert "identity affine" in err
+    b0 = np.load(out / "case_b0_hz.npy")
+    assert b0.shape == (32, 30, 1) and np.all(np.isnan(b0))  # no field map from magnitudes
+    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-1.0, -1.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.nii.gz", "--te", "1,2,3"], "not found"),
+        (["scan.nii.gz"], "echo times"),
+        (["scan.nii.gz", "--te", "1,2"], "does not match"),
+        (["scan.nii.gz", "--te", "1.2,3.2,5.2,7.2,9.2,11.2", "--method", "complex"], "phase"),
+        (["scan.nii.gz", "--te", "1.2,3.2,5.2,7.2,9.2,11.2", "--roi", "bad_roi.npy"], "ROI mask shape"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(nifti_case, tmp_path, capsys, args, message):
+    d, *_ = nifti_case
+    np.save(d / "bad_roi.npy", np.zeros((3, 3, 3), bool))
+    args = [str(d / a) if a.endswith((".nii.gz", ".npy")) else a for a in args]
+    code, _, err = _run(capsys, "fatwater", *args, "--out", str(tmp_path / "o"))
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_ls_unwrap_recovers_a_smooth_field():
+    x, y = np.meshgrid(np.linspace(-1, 1, 60), np.linspace(-1, 1, 50), indexing="ij")
+    true = 9.0 * x ** 2 + 6.0 * y + 3.0 * x * y  # several wraps
+    got = ls_unwrap(np.angle(np.exp(1j * true)))
+    d = got - true
+    assert np.ptp(d) < 1e-6  # equal up to a constant
