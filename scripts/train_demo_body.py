@@ -1,6 +1,6 @@
 """Reproduce the bundled demonstration body module (phantom-trained, NOT for real data).
 
-    python scripts/train_demo_body.py --work /tmp/demo_body [--participants 300] [--out src/ukbmri/data/modules/demo_body]
+    python scripts/train_demo_body.py --work /tmp/demo_body [--participants 160] [--out src/ukbmri/data/modules/demo_body]
 
 Steps (each resumable): synthetic 20201 cohort -> MIMIR images -> K-fold training and
 calibration of a SmallCNN module on the phantom ground truth.
@@ -28,10 +28,10 @@ def ukbmri(*args: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--participants", type=int, default=300)
+    ap.add_argument("--participants", type=int, default=160)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--workers", type=int, default=2)

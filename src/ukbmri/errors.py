@@ -39,6 +39,7 @@ __all__ = [
     "FitInputError",
     "CacheError",
     "OutputExistsError",
+    "WorkerDiedError",
 ]
 
 
@@ -197,3 +198,7 @@ class CacheError(UkbmriError):
 
 class OutputExistsError(UkbmriError):
     """An output folder (e.g. a module being trained) already exists and overwriting was not asked for."""
+
+
+class WorkerDiedError(UkbmriError):
+    """A worker process died (killed for memory, a native crash) while a participant was in flight."""

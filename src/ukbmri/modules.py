@@ -118,6 +118,17 @@ class InferenceModule:
     def input_format(self) -> str:
         return str(self.info.get("input_format", INPUT_FORMAT))
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of everything that determines the predictions: weights, targets, divisors,
+        standardisation and calibration. Resumed outputs are reused only when it matches."""
+        h = hashlib.sha256(self.weights_sha256.encode())
+        h.update(repr([(t.name, t.field, t.unit, t.divisor) for t in self.targets]).encode())
+        for a in (self.mean, self.sd, self.calibration):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        h.update(self.backbone.encode())
+        return h.hexdigest()
+
     def __repr__(self) -> str:
         return (
             f"InferenceModule({self.name!r}, {self.backbone}, {self.n_targets} targets, "

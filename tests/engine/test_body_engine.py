@@ -57,5 +57,27 @@ def test_infer_body_tables_resume_and_missing_module(cohort, random_module, tmp_
 
     monkeypatch.setattr(ib, "predict_images", boom)
     res2 = runner.invoke(cli, args)
-    assert res2.exit_code == 1 and "predictions should have been reused" not in res2.output
+    # exit 1 for the missing module only: an AssertionError from boom would be the exception
+    assert res2.exit_code == 1 and isinstance(res2.exception, SystemExit), res2.exception
     pd.testing.assert_frame_equal(pd.read_parquet(out / "body.parquet"), body)
+
+
+def test_infer_body_recomputes_when_calibration_changes(cohort, random_module, tmp_path):
+    """Resumed predictions are only reused for identical module files: a new calibration recomputes."""
+    import shutil
+
+    module = tmp_path / "tiny"
+    shutil.copytree(random_module, module)
+    out = tmp_path / "out"
+    args = ["infer", "body", "--input", str(cohort), "--modules", str(module), "--out", str(out)]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 1  # the truncated zip
+    before = pd.read_parquet(out / "body.parquet")
+    cal = module / "calibration_factors.txt"
+    lines = cal.read_text().splitlines()
+    lines[-2] = str(float(lines[-2]) * 100)  # weight's factor (targets: weight, vat)
+    cal.write_text("\n".join(lines) + "\n")
+    assert runner.invoke(cli, args).exit_code == 1
+    after = pd.read_parquet(out / "body.parquet")
+    np.testing.assert_allclose(after["weight_kg_variance"], before["weight_kg_variance"] * 100, rtol=1e-5)
+    np.testing.assert_allclose(after["vat_l_variance"], before["vat_l_variance"], rtol=1e-6)

@@ -40,6 +40,23 @@ def test_runner_records_failures_and_continues(workers):
     assert len(bad) == 1 and bad[0].input == "x" and bad[0].failure.error == "ValueError"
 
 
+def test_runner_survives_a_dying_worker():
+    """A worker killed mid-task breaks the pool: in-flight tasks fail, the rest run in a fresh pool."""
+    import functools
+    import operator
+    import os
+
+    items = [functools.partial(int, str(i)) for i in range(8)]
+    items[1] = functools.partial(os._exit, 3)
+    labels = {id(it): str(i) for i, it in enumerate(items)}
+    outs = list(run_tasks(operator.call, items, stage="parse", workers=2, label=lambda it: labels[id(it)]))
+    assert sorted(o.input for o in outs) == [str(i) for i in range(8)]  # one outcome per item, none lost
+    failed = {o.input: o.failure for o in outs if not o.ok}
+    assert failed["1"].error == "WorkerDiedError" and "worker process died" in failed["1"].message
+    assert len(failed) <= 4  # at most the tasks in flight when it died
+    assert {o.input: o.value for o in outs if o.ok}["7"] == 7  # later items ran in the fresh pool
+
+
 def test_runner_domain_error_message_kept(tmp_path):
     missing = str(tmp_path / "nope.nii.gz")
     (out,) = run_tasks(load_volume, [missing], stage="load")
@@ -70,6 +87,13 @@ def test_image_cache_validates_input_identity_and_format(tmp_path):
     np.save(tmp_path / "cache" / "1000003_20201_2_0.npy", img[:2])
     assert cache.lookup(tmp_path / "1000002_20201_2_0.zip") is not None
     assert cache.lookup(tmp_path / "1000003_20201_2_0.zip") is None
+    assert cache.stems() == ["1000001_20201_2_0", "1000002_20201_2_0"]
+    # a run that died after the new sidecar but before the new image: the old image is stale
+    cache.store(zip_path, img)
+    np.save(tmp_path / "cache" / "1000001_20201_2_0.npy", 255 - img)
+    assert cache.lookup(zip_path) is None
+    # a temp file left by a killed writer is not an image
+    np.save(tmp_path / "cache" / ".1000004_20201_2_0.npy.tmp1.npy", img)
     assert cache.stems() == ["1000001_20201_2_0", "1000002_20201_2_0"]
 
 

@@ -181,3 +181,30 @@ def test_non_ascii_description_falls_back_to_pydicom(factory):
     data = factory.make_image(description="Dixon_noBH_W\u00e9", extra={"SpecificCharacterSet": "ISO_IR 100"})
     h, _ = parse_image(data)
     assert h.description == "Dixon_noBH_W\u00e9"
+
+
+def test_corrupted_headers_always_raise_domain_errors(factory):
+    """Random byte flips and truncations in real headers give a domain error, never a raw exception.
+
+    Seeds include flips that make pydicom raise BytesLengthException and NotImplementedError
+    (an unknown VR), which once escaped as tracebacks.
+    """
+    import random
+
+    from ukbmri.errors import UkbmriError
+
+    good = [factory.make_image(description="gre_mullti_echo_10_TE_liver"),
+            factory.make_image(description="gre_mullti_echo_10_TE_liver", implicit=True)]
+    rng = random.Random(0)
+    for _ in range(600):
+        d = bytearray(rng.choice(good))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(132, len(d) - 128)
+            d[i] = rng.randrange(256)
+        if rng.random() < 0.3:
+            d = d[: rng.randrange(132, len(d))]
+        try:
+            _, ref = parse_image(bytes(d), path="z.zip", member="m")
+            ref.decode()
+        except UkbmriError as exc:
+            assert "z.zip[m]" in str(exc)

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ukbmri.cli.liver_train import distill as distill_cmd
-from ukbmri.cli.liver_train import liver_teacher
+from ukbmri.cli.main import cli
 from ukbmri.errors import OutputExistsError
 from ukbmri.infer.liver_nets import load_liver_net, predict_liver
 from ukbmri.io.reader import read_zip
@@ -78,13 +77,15 @@ def test_distill_and_predict(teacher_dir, liver_cohort, tmp_path):
 def test_cli_teacher_then_distill(liver_cohort, tmp_path):
     runner = CliRunner()
     fast = ["--folds", "2", "--epochs", "1", "--steps-per-epoch", "1", "--input-hw", "16", "16", "--no-plots"]
-    res = runner.invoke(liver_teacher, ["--input", str(liver_cohort["folder"]), "--labels", str(liver_cohort["truth"]),
-                                        "--out", str(tmp_path / "t"), "--no-mean-variance", "--demo", *fast])
+    # through the real command line: `ukbmri train liver-teacher` and `ukbmri distill`
+    res = runner.invoke(cli, ["train", "liver-teacher", "--input", str(liver_cohort["folder"]),
+                              "--labels", str(liver_cohort["truth"]),
+                              "--out", str(tmp_path / "t"), "--no-mean-variance", "--demo", *fast])
     assert res.exit_code == 0, res.output
     assert "teacher_vs_label" in res.output and "MAE" in res.output
     assert load_liver_net(tmp_path / "t").mean_variance is False
-    res = runner.invoke(distill_cmd, ["--teacher", str(tmp_path / "t"), "--input", str(liver_cohort["folder"]),
-                                      "--out", str(tmp_path / "s"), "--batch-size", "3", *fast])
+    res = runner.invoke(cli, ["distill", "--teacher", str(tmp_path / "t"), "--input", str(liver_cohort["folder"]),
+                              "--out", str(tmp_path / "s"), "--batch-size", "3", *fast])
     assert res.exit_code == 0, res.output
     assert "student_vs_teacher" in res.output
     s = load_liver_net(tmp_path / "s")

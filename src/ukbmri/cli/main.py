@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "preprocess": ("ukbmri.cli.preprocess", "preprocess", "Preprocess zips into cached images / tensors."),
     "infer": ("ukbmri.cli.infer", "infer", "Run inference modules / liver networks on zips or caches."),
     "train": ("ukbmri.cli.train", "train", "Train, cross-validate and calibrate modules."),
-    "distill": ("ukbmri.cli.train", "distill", "Liver student from teacher predictions (ml4h workflow)."),
+    "distill": ("ukbmri.cli.liver_train", "distill", "Liver student from teacher predictions (ml4h workflow)."),
     "fatwater": ("ukbmri.cli.fatwater", "fatwater", "Fat-water separation on multi-echo data."),
     "run": ("ukbmri.cli.run", "run", "Whole pipeline: folder of zips -> one participant table."),
     "demo": ("ukbmri.cli.demo", "demo", "Generate a demo cohort and run the main job on it."),

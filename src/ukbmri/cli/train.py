@@ -83,3 +83,12 @@ def body(
     click.echo(f"module written to {folder}")
     click.echo(f"{folds}-fold cross-validation (out-of-fold predictions):")
     click.echo(format_summary(metrics))
+
+
+def _register_liver() -> None:
+    from ukbmri.cli.liver_train import liver_teacher
+
+    train.add_command(liver_teacher)
+
+
+_register_liver()

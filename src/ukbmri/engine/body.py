@@ -8,7 +8,7 @@ Layout of an output folder ``OUT`` of :func:`infer_body`::
     OUT/failures.csv                           the ledger (preprocessing and module failures)
 
 Everything is resumable: cached images are reused, predictions already in a
-module's ``predictions.csv`` (made by the same weights) are not recomputed.
+module's ``predictions.csv`` (made by the same module files and precision) are not recomputed.
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ def _module_predictions(
     old = None
     if pred_csv.is_file() and prov_path.is_file():
         prov = json.loads(prov_path.read_text(encoding="utf-8"))
-        if prov.get("weights_sha256") == module.weights_sha256:
+        if prov.get("module_fingerprint") == module.fingerprint and prov.get("precision") == precision:
             old = pd.read_csv(pred_csv, dtype={"name": str})
         else:
-            log.info("%s: weights changed since the last run, recomputing all predictions", module.name)
+            log.info("%s: module files or precision changed since the last run, recomputing all predictions",
+                     module.name)
     done = set(old["name"]) if old is not None else set()
     todo = [s for s in stems if s not in done]
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,8 @@ def _write_predictions(frame, pred_csv, prov_path, module, precision) -> None:
     write_text(
         prov_path,
         json.dumps(
-            {"module": module.name, "weights_sha256": module.weights_sha256, "backbone": module.backbone,
+            {"module": module.name, "weights_sha256": module.weights_sha256,
+             "module_fingerprint": module.fingerprint, "backbone": module.backbone,
              "precision": precision, "ukbmri": __version__},
             indent=1,
         ),

@@ -14,6 +14,7 @@ dtype are right. Anything else is stale and recomputed, never silently reused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 MIMIR_SHAPE = (3, 256, 256)
 #: bump when the 2D image of a given zip would change
 PIPELINE_VERSION = "mimir2d-1"
+
+
+def _image_sha256(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def input_identity(path: str | os.PathLike[str]) -> dict[str, object]:
@@ -78,6 +83,10 @@ class ImageCache:
             if meta.get("pipeline") != PIPELINE_VERSION:
                 log.info("%s: cache made by pipeline %s, recomputing", stem, meta.get("pipeline"))
                 return None
+            if "image_sha256" in meta and meta["image_sha256"] != _image_sha256(np.load(self.path(stem))):
+                # a run died between the sidecar and the image: the image is not the one described
+                log.info("%s: cached image does not match its sidecar, recomputing", stem)
+                return None
             if Path(zip_path).is_file():
                 ident = input_identity(zip_path)
                 if any(meta.get(k) != v for k, v in ident.items()):
@@ -97,8 +106,9 @@ class ImageCache:
             )
         stem = stem_of(zip_path)
         meta = {**input_identity(zip_path), "pipeline": PIPELINE_VERSION, "ukbmri": __version__,
-                "qc_flags": qc_flags, "warnings": list(warnings)}
-        # sidecar first: an image without sidecar would be trusted as a MIMIR cache
+                "qc_flags": qc_flags, "warnings": list(warnings), "image_sha256": _image_sha256(image)}
+        # sidecar first: an image without sidecar would be trusted as a MIMIR cache; the
+        # image hash in the sidecar catches an old image left by a run that died in between
         write_text(self._sidecar(stem), json.dumps(meta, indent=1))
         return save_npy(self.path(stem), image)
 
@@ -126,4 +136,5 @@ class ImageCache:
         """Stems of every valid image in the folder (sorted)."""
         if not self.folder.is_dir():
             return []
-        return sorted(p.stem for p in self.folder.glob("*.npy") if self.is_valid_image(p.stem))
+        return sorted(p.stem for p in self.folder.glob("*.npy")
+                      if not p.name.startswith(".") and self.is_valid_image(p.stem))  # skip temp files

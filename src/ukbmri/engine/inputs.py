@@ -7,6 +7,7 @@ does not follow the convention is kept (its field comes from the headers).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from ukbmri.errors import InputError
 from ukbmri.types import ParticipantKey
 
 __all__ = ["find_files", "find_zips", "group_by_participant"]
+
+log = logging.getLogger(__name__)
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]], suffix: str) -> list[Path]:
@@ -57,4 +60,7 @@ def group_by_participant(zips: Iterable[Path]) -> dict[tuple[int, int], dict[int
         key = ParticipantKey.from_path(z)
         if key is not None:
             groups[(key.eid, key.instance)][key.field] = z
+        else:
+            log.warning("%s: name is not <eid>_<field>_<instance>_<array>.zip; skipped "
+                        "(rename it to the UK Biobank convention to include it)", z)
     return dict(sorted(groups.items()))

@@ -17,10 +17,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from ukbmri.engine.ledger import Failure, failure_from_exception
+from ukbmri.errors import WorkerDiedError
 
 __all__ = ["Outcome", "run_tasks", "BACKENDS"]
 
@@ -100,34 +102,58 @@ def run_tasks(
 
 
 def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
+    """Process pool with a bounded number of tasks in flight.
+
+    A worker that dies (killed for memory, a crash in native code) breaks the whole
+    pool: the tasks in flight at that moment are recorded as failures (any of them may
+    have been the culprit) and the remaining items go on in a fresh pool.
+    """
     ctx = multiprocessing.get_context("spawn")
     workers = min(workers, len(items), os.cpu_count() or 1) or 1
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        # keep a bounded number of tasks in flight so huge batches do not pile up results
-        pending: set[Future] = set()
-        it = iter(items)
-        labels: dict[Future, str] = {}
+    it = iter(items)
+    exhausted = False
+    while not exhausted:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            pending: dict[Future, str] = {}
+            broken = False
 
-        def submit_next() -> bool:
-            try:
-                item = next(it)
-            except StopIteration:
-                return False
-            fut = pool.submit(_call, fn, item, stage, label(item))
-            labels[fut] = label(item)
-            pending.add(fut)
-            return True
-
-        for _ in range(workers * 2):
-            if not submit_next():
-                break
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                pending.discard(fut)
-                name = labels.pop(fut)
+            def submit_next() -> bool:
+                nonlocal exhausted
                 try:
-                    yield fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed for memory)
-                    yield Outcome(input=name, failure=failure_from_exception(name, stage, exc))
-                submit_next()
+                    item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    return False
+                name = label(item)
+                try:
+                    pending[pool.submit(_call, fn, item, stage, name)] = name
+                except BrokenProcessPool as exc:
+                    # the pool broke before this item started: nothing ran, so it fails as in flight
+                    pending[_failed_future(exc)] = name
+                return True
+
+            for _ in range(workers * 2):
+                if not submit_next():
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = pending.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool as exc:
+                        broken = True
+                        msg = f"a worker process died while this or a concurrent task ran ({exc})"
+                        yield Outcome(input=name, failure=failure_from_exception(name, stage, WorkerDiedError(msg)))
+                    except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be unpickled
+                        yield Outcome(input=name, failure=failure_from_exception(name, stage, exc))
+                    if not broken:
+                        submit_next()
+            if broken:
+                log.warning("%s: a worker process died; continuing with a fresh pool", stage)
+
+
+def _failed_future(exc: BaseException) -> Future:
+    fut: Future = Future()
+    fut.set_exception(exc)
+    return fut

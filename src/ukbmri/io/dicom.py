@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from ukbmri.errors import NotDicomError, PixelDataError
 from ukbmri.io.dicomtags import (
@@ -175,8 +174,10 @@ def parse_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=data[128:132] != b"DICM")
-    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, TypeError, OSError) as exc:
-        raise NotDicomError(f"cannot parse DICOM header: {exc}", path=path, member=member) from None
+    except Exception as exc:  # noqa: BLE001 - corrupt bytes raise many types in pydicom (BytesLengthException,
+        # NotImplementedError for an unknown VR, struct.error, ...): all mean "not a readable header"
+        raise NotDicomError(f"cannot parse DICOM header: {type(exc).__name__}: {exc}", path=path,
+                            member=member) from None
     pix_at = fp.tell()
     r = TagReader(dataset_getter(ds), path, member)
     header = header_from(r, member)
