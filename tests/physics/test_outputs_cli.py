@@ -90,11 +90,20 @@ def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
         (["scan.nii.gz", "--te", "1,2"], "does not match"),
         (["scan.nii.gz", "--te", "1.2,3.2,5.2,7.2,9.2,11.2", "--method", "complex"], "phase"),
         (["scan.nii.gz", "--te", "1.2,3.2,5.2,7.2,9.2,11.2", "--roi", "bad_roi.npy"], "ROI mask shape"),
+        (["two_echoes.nii.gz", "--te", "1.2,3.2"], "too few echoes"),
+        (["nonfinite.nii.gz", "--te", "1.2,3.2,5.2,7.2,9.2,11.2"], "non-finite"),
+        (["rank2.nii.gz", "--te", "1.2,3.2,5.2"], "wrong rank"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(nifti_case, tmp_path, capsys, args, message):
-    d, *_ = nifti_case
+    d, data, _, affine = nifti_case
     np.save(d / "bad_roi.npy", np.zeros((3, 3, 3), bool))
+    mag = np.abs(data.images).astype(np.float32)
+    nib.save(nib.Nifti1Image(mag[..., :2], affine), d / "two_echoes.nii.gz")
+    bad = mag.copy()
+    bad[3, 4, 1, 2] = np.inf
+    nib.save(nib.Nifti1Image(bad, affine), d / "nonfinite.nii.gz")
+    nib.save(nib.Nifti1Image(mag[:, :, 0, 0], affine), d / "rank2.nii.gz")
     args = [str(d / a) if a.endswith((".nii.gz", ".npy")) else a for a in args]
     code, _, err = _run(capsys, "fatwater", *args, "--out", str(tmp_path / "o"))
     assert code == 2

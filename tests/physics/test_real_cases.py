@@ -18,6 +18,8 @@ from ukbmri.physics.multiecho import MultiEcho, default_mask
 
 
 def _slice(path, z):
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not present")
     data, mask = read_ismrm(path)
     one = MultiEcho(data.images[:, :, z:z + 1], data.te_s, data.field_strength_t, source=str(path))
     return one, default_mask(one) & mask[:, :, z:z + 1]
@@ -40,6 +42,29 @@ def test_case12_liver_fat_and_r2star_plausible(real_data_dir):
     assert abs(mag.r2star_per_s - s.r2star_per_s) < 3.0
     # no swap inside the liver: homogeneous, water-dominant everywhere in the ROI
     assert np.mean(maps.ff_percent[roi] > 50.0) < 0.01
+
+
+def test_case12_subcutaneous_fat_and_precession_convention(real_data_dir):
+    """The posterior subcutaneous layer is fat-dominant at its core; the toolbox convention fits best.
+
+    The layer in case 12 is thin (4-6 voxels), so partial volume and edge effects keep its
+    peak below pure fat (measured: median peak 57 %, 13 of 18 columns above 50 %).
+    Conjugating the data (the opposite precession) reads the layer as pure fat but fits the
+    slice about twice as badly: the data themselves confirm the ISMRM convention
+    (PrecessionIsClockwise == 1: no conjugation).
+    """
+    data, mask = _slice(real_data_dir / "12.mat", 1)
+    maps = fit_complex(data, mask=mask)
+    ff, m = maps.ff_percent[:, :, 0], maps.mask[:, :, 0]
+    peaks = []
+    for col in range(40, 220, 10):  # the back: the last 11 body voxels of each column
+        last = np.nonzero(m[:, col])[0].max()
+        peaks.append(np.nanmax(ff[last - 10:last + 1, col]))
+    peaks = np.array(peaks)
+    assert np.median(peaks) > 50.0 and np.mean(peaks > 50.0) >= 0.6, peaks.round()
+    conj = MultiEcho(np.conj(data.images), data.te_s, data.field_strength_t, source="conjugated")
+    other = fit_complex(conj, mask=mask)
+    assert np.nanmedian(other.residual[m]) > 1.5 * np.nanmedian(maps.residual[m])
 
 
 def test_case17_marrow_and_fat_not_swapped(real_data_dir):

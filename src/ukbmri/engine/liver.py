@@ -64,6 +64,9 @@ LIVER_COLUMNS = [
 ]
 
 
+_INT_COLUMNS = {"eid": "Int64", "instance": "Int64", "liver_roi_voxels": "Int64", "physics_source_field": "Int64"}
+
+
 @dataclass(frozen=True)
 class QcRules:
     """Thresholds for the QC flags (percentage points, voxels, 1/s)."""
@@ -264,7 +267,7 @@ def infer_liver(
         failures.extend(fails)
     new = pd.DataFrame(rows).reindex(columns=LIVER_COLUMNS) if rows else pd.DataFrame(columns=LIVER_COLUMNS)
     table = upsert(old, new, ["eid", "instance"]) if old is not None else new
-    table = table.reindex(columns=LIVER_COLUMNS)
+    table = table.reindex(columns=LIVER_COLUMNS).astype(_INT_COLUMNS)
     write_table(table, out / "liver")
     ledger.save()
     return LiverRun(table=table, failures=failures, out=out, skipped=len(jobs) - len(todo))
@@ -331,7 +334,8 @@ def _resumable(old: pd.DataFrame | None, jobs, teacher_dir, student_dir, ledger:
         ok = True
         for col, want in sha.items():
             zip_present = job.gre_zip if col.startswith("teacher") else job.ideal_zip
-            if want is not None and zip_present is not None and getattr(r, col) != want:
+            # other weights, or networks switched on or off since: recompute
+            if zip_present is not None and _text(getattr(r, col)) != want:
                 ok = False
         if ok:
             done.add((job.eid, job.instance))
