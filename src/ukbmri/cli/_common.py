@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import click
 
 from ukbmri.engine.ledger import Failure
 
-__all__ = ["workers_option", "backend_options", "device_option", "progress", "report_failures"]
+__all__ = ["workers_option", "backend_options", "device_option", "progress", "module_bars", "report_failures"]
 
 
 def workers_option(f):
@@ -35,13 +35,23 @@ def backend_options(f):
     )(f)
 
 
+def _available_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available on this machine", ctx=ctx, param=param)
+    return value
+
+
 def device_option(f):
     return click.option(
         "--device",
         type=click.Choice(["auto", "cpu", "cuda"]),
         default="cpu",
         show_default=True,
-        help="Torch device for the networks.",
+        callback=_available_device,
+        help="Torch device for the networks (auto: CUDA when available).",
     )(f)
 
 
@@ -53,6 +63,21 @@ def progress(total: int, label: str) -> Iterator[Callable[..., None]]:
         return
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
         yield lambda *_: bar.update(1)
+
+
+@contextmanager
+def module_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for module inference: one per module, opened at its first chunk."""
+    with ExitStack() as stack:
+        bars: dict[str, object] = {}
+
+        def advance(module: str, n: int, total: int) -> None:
+            if module not in bars:
+                bars[module] = stack.enter_context(
+                    click.progressbar(length=total, label=f"infer {module}", file=sys.stderr, show_pos=True))
+            bars[module].update(n)
+
+        yield advance
 
 
 def report_failures(failures: list[Failure], ledger_path) -> None:

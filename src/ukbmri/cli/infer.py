@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
 
-from ukbmri.cli._common import backend_options, device_option, progress, report_failures, workers_option
+from ukbmri.cli._common import (
+    backend_options,
+    device_option,
+    module_bars,
+    progress,
+    report_failures,
+    workers_option,
+)
 
 
 @click.group()
@@ -37,10 +45,17 @@ def body(inputs, module_dirs, out, cache_dir, batch_size, precision, device, wor
     from ukbmri.engine.body import infer_body, split_inputs
 
     zips, _ = split_inputs(inputs)
-    with progress(len(zips), "preprocess body") as advance:
+    with ExitStack() as pre, module_bars() as advance_module:
+        advance = pre.enter_context(progress(len(zips), "preprocess body"))
+
+        def on_module(*args) -> None:
+            pre.close()  # preprocessing is over: finish its bar before the first module's
+            advance_module(*args)
+
         run = infer_body(
             inputs, module_dirs, out, cache_dir=cache_dir, batch_size=batch_size, device=device,
             precision=precision, workers=workers, backend=backend, scheduler=scheduler, progress=advance,
+            module_progress=on_module,
         )
     click.echo(f"{len(run.table)} participants x {len(module_dirs) - len(run.module_failures)} modules -> {out / 'body.csv'}")
     report_failures(run.failures, out / "failures.csv")

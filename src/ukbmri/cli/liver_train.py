@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 
+from ukbmri.cli._common import device_option
+
 __all__ = ["liver_teacher", "distill", "format_liver_metrics"]
 
 
@@ -81,7 +83,7 @@ def _common(f):
                      help="Batches per epoch [default: one pass over the training rows]."),
         click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(min=0, min_open=True)),
         click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"])),
+        device_option,
         click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
                      help="Processes reading zips."),
         click.option("--demo/--no-demo", "demo", default=None,
@@ -95,12 +97,6 @@ def _common(f):
         f = opt(f)
     return f
 
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
 
 
 def _summary(folder: Path, what: str, folds: int) -> None:
@@ -124,7 +120,6 @@ def liver_teacher(inputs, out, folds, epochs, patience, lr_patience, steps_per_e
     """Cross-validate, calibrate and train the ml4h liver-fat teacher (20203 multi-echo GRE)."""
     from ukbmri.train.liver import train_teacher
 
-    _check_device(device)
     with _step_bar(f"training teacher ({folds} folds + final)") as progress:
         folder = train_teacher(
             inputs, out, labels=labels, label_column=label_column, folds=folds, epochs=epochs, patience=patience,
@@ -155,7 +150,6 @@ def distill(teacher, inputs, out, folds, epochs, patience, lr_patience, steps_pe
     """
     from ukbmri.train.distill import distill as run_distill
 
-    _check_device(device)
     with _step_bar(f"training student ({folds} folds + final)") as progress:
         folder = run_distill(
             teacher, inputs, inputs, out, labels=labels, label_column=label_column, folds=folds, epochs=epochs,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from ukbmri.cli._common import device_option
+
 __all__ = ["train"]
 
 
@@ -40,7 +42,7 @@ def train() -> None:
 @click.option("--max-shift", default=16, show_default=True, type=click.IntRange(min=0),
               help="Translation augmentation range in pixels.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]))
+@device_option
 @click.option("--target-info", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV name,field,unit,divisor overriding the target metadata.")
 @click.option("--targets-only", default=None, help="Comma-separated target columns to train on.")
@@ -55,13 +57,10 @@ def body(
 ) -> None:
     """Cross-validate, calibrate and train a body module from cached images and a targets table."""
     import pandas as pd
-    import torch
 
     from ukbmri.train.crossval import METRICS_CSV, total_iterations, train_body_module
     from ukbmri.train.report import format_summary
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
     only = [c.strip() for c in targets_only.split(",") if c.strip()] if targets_only else None
     total = total_iterations(folds, iterations)
     with contextlib.ExitStack() as stack:

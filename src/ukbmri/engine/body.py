@@ -154,7 +154,7 @@ def _load_cached_images(cache_dirs: Sequence[Path], stems: Sequence[str]) -> dic
 
 
 def _module_predictions(
-    module, stems, cache_dirs, out_dir, *, batch_size, device, precision, ledger, chunk: int = 512
+    module, stems, cache_dirs, out_dir, *, batch_size, device, precision, ledger, chunk: int = 512, progress=None
 ) -> pd.DataFrame:
     """Predictions of one module for ``stems`` (MIMIR layout), resuming from its predictions.csv."""
     from ukbmri.infer.body import mimir_predictions_frame, predict_images
@@ -192,6 +192,8 @@ def _module_predictions(
         )
         merged = upsert(merged, mimir_predictions_frame(names, module, mean, var), ["name"])
         _write_predictions(merged, pred_csv, prov_path, module, precision)
+        if progress is not None:
+            progress(module.name, len(part), len(todo))
     if not pred_csv.is_file() or not todo:
         _write_predictions(merged, pred_csv, prov_path, module, precision)
     return merged
@@ -268,9 +270,14 @@ def infer_body(
     backend: str = "local",
     scheduler: str | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    module_progress: Callable[[str, int, int], None] | None = None,
     level: float = 0.95,
 ) -> BodyRun:
-    """Preprocess what is not cached, run every module, write the tables (see module docstring)."""
+    """Preprocess what is not cached, run every module, write the tables (see module docstring).
+
+    ``progress`` is called per preprocessed zip, ``module_progress(module, n, total)`` after
+    each chunk of ``n`` images a module predicted (``total``: images it predicts in this run).
+    """
     from ukbmri.errors import ModuleError
     from ukbmri.modules import load_module
 
@@ -295,12 +302,19 @@ def infer_body(
             f = failure_from_exception(str(d), STAGE_MODULE, exc)
             module_failures.append(f)
             ledger.record(f)
-    frames = {
-        m.name: _module_predictions(
-            m, stems, cache_dirs, out, batch_size=batch_size, device=device, precision=precision, ledger=ledger
-        )
-        for m in modules
-    }
+    frames = {}
+    for m in list(modules):
+        try:
+            frames[m.name] = _module_predictions(
+                m, stems, cache_dirs, out, batch_size=batch_size, device=device, precision=precision,
+                ledger=ledger, progress=module_progress,
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: the other modules go on
+            log.warning("module %s failed: %s", m.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            f = failure_from_exception(str(m.folder), STAGE_INFER, exc)
+            module_failures.append(f)
+            ledger.record(f)
+            modules.remove(m)
     table = body_table(modules, frames, stems, level) if modules else _participant_columns(stems)
     flags = {s: next((ImageCache(c).qc_flags(s) for c in cache_dirs if ImageCache(c).is_valid_image(s)), "") for s in stems}
     table.insert(3, "body_qc_flags", table["name"].map(flags).fillna(""))

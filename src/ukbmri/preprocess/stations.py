@@ -223,7 +223,7 @@ def _make_station(w: _Stack, f: _Stack, source: str, notes: list[str]) -> Statio
             f"station W#{w.series.series_number}/F#{f.series.series_number} ({desc}): water {wv.shape} and "
             f"fat {fv.shape} differ in size; cropped to {common}"
         )
-        log.warning("%s: %s", source, msg)
+        log.info("%s: %s", source, msg)
         notes.append(msg)
         wv = wv[: common[0], : common[1], : common[2]]
         fv = fv[: common[0], : common[1], : common[2]]
@@ -295,7 +295,7 @@ def _deduplicate(stations: list[Station], source: str, notes: list[str]) -> list
             f"duplicate station (re-scan): series W#{[m.series_numbers[0] for m in members]} cover the same z range; "
             f"kept the most recent, W#{newest.series_numbers[0]} acquired {newest.acquired}, {how}"
         )
-        log.warning("%s: %s", source, msg)
+        log.info("%s: %s", source, msg)
         notes.append(msg)
         kept.append(newest)
     return kept
@@ -352,7 +352,7 @@ def collect_stations(
         )
     if len(stations) < expected_stations:
         msg = f"only {len(stations)} of {expected_stations} stations present; fused with what is there"
-        log.warning("%s: %s", src, msg)
+        log.info("%s: %s", src, msg)
         notes.append(msg)
     return StationReport(tuple(stations), tuple(notes))
 
