@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,7 @@ import torch
 from torch import nn
 
 from ukbmri.errors import ModuleError
-from ukbmri.io.atomic import write_bytes, write_text
+from ukbmri.io.atomic import staged_folder, write_bytes, write_text
 from ukbmri.models import BACKBONES, build_backbone, resolve_device
 from ukbmri.models.checkpoint import extract_state_dict, infer_backbone, safe_torch_load
 
@@ -406,19 +404,12 @@ def save_module(
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     })
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder, overwrite=True) as tmp:
         write_bytes(tmp / SNAPSHOT, blob)
         write_text(tmp / METADATA, "\n".join(meta) + "\n")
         write_text(tmp / STANDARDIZATION, "\n".join(stand) + "\n")
         write_text(tmp / CALIBRATION, "\n".join(cal) + "\n")
         write_text(tmp / MODULE_JSON, json.dumps(doc, indent=2, sort_keys=False, default=_json_default) + "\n")
-        os.chmod(tmp, 0o755)
-        _swap_into_place(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote module %s (%s, %d targets)", folder, backbone, n)
     return folder
 
@@ -431,18 +422,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _swap_into_place(tmp: Path, folder: Path) -> None:
-    """Rename ``tmp`` onto ``folder``; an existing folder is moved aside first, then removed."""
-    if folder.exists():
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        else:
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            old.rmdir()
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-            return
-    os.replace(tmp, folder)

@@ -103,7 +103,7 @@ def write_report(
 ) -> Path:
     """Write ``out/report.md`` (and ``out/report_distributions.png``); returns the report path."""
     out = Path(out)
-    lines = [f"# ukbmri run report\n", f"ukbmri {__version__}\n"]
+    lines = ["# ukbmri run report\n", f"ukbmri {__version__}\n"]
     lines.append("## Inputs\n")
     lines += [f"- {k}: {v}" for k, v in inputs.items()]
     lines.append(f"\n## Output\n\n- participants (rows): {len(table)}\n- failures: {len(failures)}\n")

@@ -41,15 +41,12 @@ participant (so a bad participant becomes a ledger row) and then
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -61,7 +58,8 @@ import torch
 from torch import nn
 
 from ukbmri import __version__
-from ukbmri.errors import ModuleError, OutputExistsError, TensorError
+from ukbmri.io.atomic import staged_folder
+from ukbmri.errors import ModuleError, TensorError
 from ukbmri.io.atomic import write_bytes, write_text
 from ukbmri.models import resolve_device
 from ukbmri.models.checkpoint import extract_state_dict, safe_torch_load
@@ -83,7 +81,6 @@ __all__ = [
     "predict_prepared",
     "predict_liver",
     "default_liver_weights",
-    "staged_folder",
     "jsonable",
 ]
 
@@ -157,47 +154,6 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x
-
-
-@contextlib.contextmanager
-def staged_folder(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder in a hidden temporary sibling and rename it onto ``out_dir`` on success.
-
-    An existing non-empty ``out_dir`` raises :class:`OutputExistsError` unless
-    ``overwrite``; then it is replaced only once the new folder is complete
-    (moved aside, the new one renamed in, the old one deleted). On an
-    exception nothing changes.
-    """
-    out_dir = Path(out_dir)
-
-    def occupied() -> bool:
-        return out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
-
-    if occupied() and not overwrite:
-        raise OutputExistsError("output folder already exists (use overwrite to replace it)", path=out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        new = staging / out_dir.name
-        new.mkdir()
-        yield new
-        if out_dir.exists():
-            if out_dir.is_dir() and not any(out_dir.iterdir()):
-                out_dir.rmdir()
-            elif not overwrite:
-                raise OutputExistsError("output folder appeared meanwhile (use overwrite)", path=out_dir)
-            else:
-                old = staging / ".previous"
-                os.replace(out_dir, old)
-                try:
-                    os.replace(new, out_dir)
-                except BaseException:
-                    os.replace(old, out_dir)
-                    raise
-                return
-        os.replace(new, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_liver_model(

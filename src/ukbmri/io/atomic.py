@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic writes: a temporary file (or folder) beside the target, then a rename.
 
 A run killed at any point leaves either the old file or the new one, never a
 half-written file, so a re-run can trust whatever it finds.
@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "save_npy"]
+from ukbmri.errors import OutputExistsError
+
+__all__ = ["atomic_path", "staged_folder", "write_bytes", "write_text", "save_npy"]
 
 
 @contextlib.contextmanager
@@ -66,3 +69,44 @@ def save_npy(target: str | os.PathLike[str], array: np.ndarray) -> Path:
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(array), allow_pickle=False)
     return Path(target)
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder in a hidden temporary sibling and rename it onto ``out_dir`` on success.
+
+    An existing non-empty ``out_dir`` raises :class:`OutputExistsError` unless
+    ``overwrite``; then it is replaced only once the new folder is complete
+    (moved aside, the new one renamed in, the old one deleted). On an
+    exception nothing changes.
+    """
+    out_dir = Path(out_dir)
+
+    def occupied() -> bool:
+        return out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
+
+    if occupied() and not overwrite:
+        raise OutputExistsError("output folder already exists (use overwrite to replace it)", path=out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        new = staging / out_dir.name
+        new.mkdir()
+        yield new
+        if out_dir.exists():
+            if out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            elif not overwrite:
+                raise OutputExistsError("output folder appeared meanwhile (use overwrite)", path=out_dir)
+            else:
+                old = staging / ".previous"
+                os.replace(out_dir, old)
+                try:
+                    os.replace(new, out_dir)
+                except BaseException:
+                    os.replace(old, out_dir)
+                    raise
+                return
+        os.replace(new, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -76,7 +76,8 @@ def safe_torch_load(
 
     try:
         return load()
-    except pickle.UnpicklingError as first:
+    except pickle.UnpicklingError as exc:
+        first = exc  # `except ... as` names are unbound after the block; keep it for the messages below
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
         except Exception:  # legacy (non-zip) format: the names cannot be listed up front

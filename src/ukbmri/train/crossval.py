@@ -29,10 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +44,7 @@ import torch
 
 from ukbmri.errors import OutputExistsError, TargetsError
 from ukbmri.infer.postprocess import postprocess_arrays
-from ukbmri.io.atomic import atomic_path
+from ukbmri.io.atomic import atomic_path, staged_folder
 from ukbmri.models import BACKBONES, build_backbone, resolve_device, split_mean_logvar
 from ukbmri.modules import Target, save_module
 from ukbmri.train.calibration import calibration_search
@@ -382,10 +379,7 @@ def train_body_module(
         "metrics": {r["target"]: {k: v for k, v in r.items() if k not in _DESCRIPTIVE} for r in rows},
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        module_tmp = staging / out_dir.name
+    with staged_folder(out_dir, overwrite=overwrite) as module_tmp:
         save_module(module_tmp, model=final.model.cpu(), backbone=backbone, targets=data.targets,
                     mean=mean_all, sd=sd_all, calibration=factors, info=_jsonable(info))
         _write_csv(_predictions_frame(data, fold_of, y, oof_mean, oof_var, factors), module_tmp / CV_PREDICTIONS)
@@ -396,27 +390,5 @@ def train_body_module(
                             unit=target.unit, y=y[:, t], mean=oof_mean[:, t], var_uncalibrated=oof_var[:, t],
                             var_calibrated=oof_var[:, t] * factors[t])
             plot_losses(module_tmp / PLOTS_DIR / "training_loss.png", losses, labels)
-        _move_into_place(module_tmp, out_dir, staging, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote module %s", out_dir)
     return out_dir
-
-
-def _move_into_place(new: Path, out_dir: Path, staging: Path, overwrite: bool) -> None:
-    """Rename the finished folder onto ``out_dir``; an existing one is moved aside (and later deleted)."""
-    if out_dir.exists():
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        elif not overwrite:
-            raise OutputExistsError("module folder appeared while training (use --overwrite)", path=out_dir)
-        else:
-            old = staging / ".previous"
-            os.replace(out_dir, old)
-            try:
-                os.replace(new, out_dir)
-            except BaseException:
-                os.replace(old, out_dir)
-                raise
-            return
-    os.replace(new, out_dir)

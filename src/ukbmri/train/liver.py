@@ -58,7 +58,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ukbmri.errors import OutputExistsError, TargetsError
-from ukbmri.infer.liver_nets import build_liver_model, jsonable, staged_folder, write_liver_net_files
+from ukbmri.infer.liver_nets import build_liver_model, jsonable, write_liver_net_files
+from ukbmri.io.atomic import staged_folder
 from ukbmri.io.atomic import atomic_path, write_text
 from ukbmri.models import resolve_device
 from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
