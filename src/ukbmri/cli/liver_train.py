@@ -111,7 +111,7 @@ def _summary(folder: Path, what: str, folds: int) -> None:
 @click.option("--labels", required=False, default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labels CSV with an 'eid' column (optional 'instance'); default: hd5 /continuous labels.")
 @click.option("--label-column", default="liver_pdff_percent", show_default=True,
-              help="Liver fat %% column (UK Biobank style '22402-2.0' accepted).")
+              help="Liver fat (%) column (UK Biobank style '22402-2.0' accepted).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--mean-variance/--no-mean-variance", default=True, show_default=True,
               help="(mean, log-variance) head with Gaussian NLL, or ml4h's point head with log-cosh.")
