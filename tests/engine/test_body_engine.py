@@ -81,3 +81,26 @@ def test_infer_body_recomputes_when_calibration_changes(cohort, random_module, t
     after = pd.read_parquet(out / "body.parquet")
     np.testing.assert_allclose(after["weight_kg_variance"], before["weight_kg_variance"] * 100, rtol=1e-5)
     np.testing.assert_allclose(after["vat_l_variance"], before["vat_l_variance"], rtol=1e-6)
+
+
+def test_preprocess_body_workers_and_nifti_exports(cohort, tmp_path):
+    """Two worker processes give the same images as one; NIfTI volumes carry a RAS affine."""
+    import nibabel as nib
+
+    from ukbmri.preprocess.body import preprocess_body
+
+    cache, nifti = tmp_path / "cache", tmp_path / "nifti"
+    res = CliRunner().invoke(cli, ["preprocess", "body", str(cohort), "--cache", str(cache), "--nifti", str(nifti),
+                                   "--workers", "2"])
+    assert res.exit_code == 1, res.output
+    assert ImageCache(cache).stems() == ["1000001_20201_2_0", "1000002_20201_2_0"]
+    direct = preprocess_body(cohort / "1000002_20201_2_0.zip")
+    np.testing.assert_array_equal(np.load(cache / "1000002_20201_2_0.npy"), direct.image)
+    water = nib.load(nifti / "1000002_20201_2_0_water.nii.gz")
+    assert water.shape == direct.water.shape
+    assert nib.aff2axcodes(water.affine) == ("L", "P", "S")  # array axes run to patient left, back, up
+    np.testing.assert_allclose(np.abs(np.diag(water.affine)[:3]), direct.water.spacing, rtol=1e-5)
+    # patient LPS origin -> RAS: x and y change sign
+    np.testing.assert_allclose(water.affine[:3, 3], np.asarray(direct.water.origin) * [-1, -1, 1], atol=1e-3)
+    ff = np.asanyarray(nib.load(nifti / "1000002_20201_2_0_ff_percent.nii.gz").dataobj)
+    assert np.nanmax(ff) <= 100.0 and np.nanmin(ff) >= 0.0

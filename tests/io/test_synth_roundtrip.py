@@ -58,7 +58,6 @@ def test_synthetic_dixon_zip(tmp_path):
     assert all(s.pixels.dtype == np.float32 and s.pixels.shape == (s.n_images, *s.shape) for s in z.series)
 
 
-@pytest.mark.slow
 def test_synthetic_quirks_are_reported(tmp_path):
     paths = _participant(tmp_path, (20201,), misspelled_manifest=True, crlf_manifest=True, duplicate_station=2)
     (path,) = paths.values()

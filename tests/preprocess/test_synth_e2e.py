@@ -1,4 +1,4 @@
-"""End to end on full-size synthetic UK Biobank zips from ukbmri.synth (helper B's writer), with quirks."""
+"""End to end on full-size synthetic UK Biobank zips from ukbmri.synth, one per real-world quirk."""
 
 import numpy as np
 import pytest
@@ -16,7 +16,6 @@ def _write(tmp_path, quirks_kw, seed=0):
     return paths[20201]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("quirks", "stations", "note", "swap"),
     [

@@ -180,12 +180,13 @@ def _arrays(water: Volume | np.ndarray, fat: Volume | np.ndarray) -> tuple[np.nd
 
 
 def fat_fraction_percent(water: Volume, fat: Volume) -> Volume:
-    """Voxel fat fraction ``100 F / (W + F)`` in percent (``W + F == 0`` gives 0), float32."""
+    """Voxel fat fraction ``100 F / (W + F)`` in percent (``W + F == 0`` gives 0), float32 in [0, 100]."""
     w, f = water.array, fat.array
     s = w + f
     s[s == 0] = 1
     ff = np.multiply(f, np.float32(100.0), dtype=np.float32)
     ff /= s
+    np.clip(ff, 0.0, 100.0, out=ff)  # float32 rounding can land one ulp above 100
     return water.with_array(ff)
 
 
