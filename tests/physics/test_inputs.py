@@ -154,3 +154,34 @@ def test_ukb_zips_become_multiecho(tmp_path):
     body = np.abs(mag_only.images[..., 0]) > 200
     ratio = np.median(np.abs(ideal.images[..., 0])[body] / mag_only.images[..., 0][body])
     assert 0.97 < ratio < 1.01
+
+
+def _write_mat73(path, fields):
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 with a 512-byte text header, arrays in
+    column-major order (so h5py sees the axes reversed), complex as a {real, imag} compound."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as h:
+        g = h.create_group("imDataParams")
+        for name, a in fields.items():
+            a = np.asarray(a)
+            if np.iscomplexobj(a):
+                c = np.empty(a.shape, dtype=[("real", "<f4"), ("imag", "<f4")])
+                c["real"], c["imag"] = a.real, a.imag
+                a = c
+            g.create_dataset(name, data=a.T)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Dec  1 12:00:00 2026 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
+
+
+def test_ismrm_v73_hdf5_file(tmp_path):
+    img = _images((6, 5, 2, 1, 4))
+    _write_mat73(tmp_path / "v73.mat", {"images": img, "TE": TE[None, :], "FieldStrength": np.array([[3.0]]),
+                                        "PrecessionIsClockwise": np.array([[0.0]]),
+                                        "mask": np.ones((6, 5, 2), np.uint8)})
+    data, mask = read_ismrm(tmp_path / "v73.mat")
+    assert data.images.shape == (6, 5, 2, 4) and data.field_strength_t == 3.0
+    np.testing.assert_allclose(data.images, np.conj(img[:, :, :, 0, :]), rtol=1e-6)  # not clockwise: conjugated
+    np.testing.assert_allclose(data.te_s, TE)
+    assert mask is not None and mask.shape == (6, 5, 2)
