@@ -140,7 +140,7 @@ def student(work: Path) -> Path:
 # --------------------------------------------------------------------------- evaluate
 def evaluate(work: Path) -> dict:
     from ukbmri.infer.liver_nets import load_liver_net, predict_prepared
-    from ukbmri.train.liver import liver_report
+    from ukbmri.train.liver_report import liver_report
     from ukbmri.train.liver_data import load_liver_data
     from ukbmri.train.metrics import pearson_r
 
