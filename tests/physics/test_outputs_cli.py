@@ -117,3 +117,21 @@ def test_ls_unwrap_recovers_a_smooth_field():
     got = ls_unwrap(np.angle(np.exp(1j * true)))
     d = got - true
     assert np.ptp(d) < 1e-6  # equal up to a constant
+
+
+def test_cli_spectrum_option(nifti_case, tmp_path, capsys):
+    """--spectrum replaces the six-peak model: a single-peak model misreads six-peak data."""
+    d, _, truth, _ = nifti_case
+    te = ",".join(f"{t * 1e3:g}" for t in TE)
+    medians = {}
+    for name, extra in (("six", []), ("one", ["--spectrum", "1.3:1"])):
+        out = tmp_path / name
+        code, _, _ = _run(capsys, "fatwater", str(d / "scan.nii.gz"), "--out", str(out), "--te", te,
+                          "--method", "magnitude", "--no-montage", *extra)
+        assert code == 0
+        medians[name] = float(np.nanmedian(np.load(out / "scan_ff_percent.npy")[truth.liver]))
+    assert abs(medians["six"] - 8.0) < 1.0
+    assert abs(medians["one"] - 8.0) > 1.5
+    code, _, err = _run(capsys, "fatwater", str(d / "scan.nii.gz"), "--out", str(tmp_path / "x"), "--te", te,
+                        "--spectrum", "1.3")
+    assert code == 2 and "PPM:AMPLITUDE" in err

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ukbmri.cli._common import device_option
+
 
 def _te_list(ctx, param, value: str | None) -> list[float] | None:
     if value is None:
@@ -19,6 +21,20 @@ def _te_list(ctx, param, value: str | None) -> list[float] | None:
     return te
 
 
+def _spectrum(ctx, param, value: str | None):
+    if value is None:
+        return None
+    from ukbmri.physics.spectrum import FatSpectrum
+
+    try:
+        pairs = [tuple(float(x) for x in item.split(":")) for item in value.replace(" ", "").split(",") if item]
+        if not pairs or any(len(p) != 2 or p[1] < 0 for p in pairs):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected PPM:AMPLITUDE pairs separated by commas, got {value!r}") from None
+    return FatSpectrum(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)).normalised()
+
+
 @click.command("fatwater")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
@@ -30,16 +46,19 @@ def _te_list(ctx, param, value: str | None) -> list[float] | None:
               help="Main field in tesla (default: from the file; 1.5 for NIfTI).")
 @click.option("--roi", "roi_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ROI mask (.npy or NIfTI, same x, y, z as the input) for the summary statistics.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
-              help="Where the voxel-wise fitting runs.")
+@device_option
+@click.option("--spectrum", callback=_spectrum, default=None, metavar="PPM:AMP,...",
+              help="Fat spectrum as chemical shift (ppm) : relative amplitude pairs, e.g. "
+                   "'5.3:0.048,4.31:0.039,2.76:0.004,2.1:0.128,1.3:0.693,0.9:0.087' "
+                   "[default: that six-peak liver spectrum (Hamilton et al.)].")
 @click.option("--phase", "phase_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Phase NIfTI (4D, or one 3D file per echo; radians or Siemens units). Repeatable.")
 @click.option("--branch", type=click.Choice(["water", "fat", "best"]), default="water", show_default=True,
               help="Magnitude method: starting branch (water-dominant suits liver).")
 @click.option("--stem", default=None, help="Output file prefix (default: the first input's name).")
 @click.option("--no-montage", is_flag=True, help="Skip the PNG montage.")
-def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, device, phase_paths, branch, stem,
-             no_montage) -> None:
+def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, device, spectrum, phase_paths, branch,
+             stem, no_montage) -> None:
     """Separate water and fat, and estimate R2* (and B0), from multi-echo images.
 
     INPUTS: an ISMRM fat-water toolbox .mat file, a UK Biobank 20203 / 20254 zip, or NIfTI
@@ -67,10 +86,11 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
         mask = mask & file_mask
     roi = load_roi(roi_path, data.shape) if roi_path is not None else None
     click.echo(f"{data!r}: {int(mask.sum())} voxels, method {method}", err=True)
+    spec = {} if spectrum is None else {"spectrum": spectrum}
     if method == "complex":
-        maps = fit_complex(data, mask=mask, device=device)
+        maps = fit_complex(data, mask=mask, device=device, **spec)
     else:
-        maps = fit_magnitude(data, mask=mask, device=device, branch=branch)
+        maps = fit_magnitude(data, mask=mask, device=device, branch=branch, **spec)
     name = stem or input_stem(inputs[0])
     res = write_fatwater_outputs(maps, data, out_dir, name, roi=roi, montage=not no_montage)
     if res.identity_affine:
