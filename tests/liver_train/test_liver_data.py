@@ -15,6 +15,7 @@ from ukbmri.train.liver import LiverTrainConfig, _loss, fit_liver, init_keras_
 from ukbmri.infer.liver_nets import build_liver_model
 from ukbmri.train.liver_data import (
     STORAGE_DTYPE,
+    LiverData,
     build_liver_data,
     load_liver_data,
     read_label_table,
@@ -173,3 +174,33 @@ def test_save_and_load_liver_data(tmp_path, liver_cohort):
     np.testing.assert_array_equal(back.labels, data.labels)
     assert back.keys == data.keys and back.sources == data.sources and back.kind == "teacher"
     assert [f.one_line() for f in back.failures] == [f.one_line() for f in data.failures]
+
+
+def test_collapsed_networks_are_detected_and_reinitialised(monkeypatch):
+    """A network that predicts a constant is re-initialised with the next seed and trained again."""
+    import ukbmri.train.liver as tl
+    from ukbmri.train.liver import fit_alive, is_collapsed
+
+    rng = np.random.default_rng(1)
+    n = 12
+    x = rng.normal(size=(n, 10, 16, 16)).astype(np.float16)
+    data = LiverData(x, np.arange(n), np.full(n, 2), tuple(map(str, range(n))), rng.normal(size=n), "teacher")
+    y = rng.normal(size=n)
+    cfg = LiverTrainConfig(epochs=1, patience=5, batch_size=4, validation_fraction=0.2, mean_variance=True)
+    real_fit, seen = tl.fit_liver, []
+
+    def fit_killing_the_first(model, *args, **kwargs):
+        hist = real_fit(model, *args, **kwargs)
+        seen.append(next(model.parameters()).detach().clone())
+        if len(seen) == 1:  # every ReLU dead: zero the first convolution
+            with torch.no_grad():
+                for p in list(model.parameters())[:2]:
+                    p.zero_()
+            assert is_collapsed(model, x)
+        return hist
+
+    monkeypatch.setattr(tl, "fit_liver", fit_killing_the_first)
+    model, hist = fit_alive("teacher", data, y, data.eids.astype(str), cfg=cfg, init_seed=5, fit_seed=6)
+    assert hist.restarts == 1 and len(seen) == 2
+    assert not torch.equal(seen[0], seen[1])  # a different initialisation
+    assert not is_collapsed(model, x)

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,8 @@ __all__ = [
     "fit_liver",
     "predict_normalised",
     "run_liver_cv",
+    "fit_alive",
+    "is_collapsed",
     "planned_steps",
     "liver_report",
     "write_liver_folder",
@@ -135,6 +138,7 @@ class FitHistory:
     steps: int = 0
     n_train: int = 0
     n_val: int = 0
+    restarts: int = 0  #: re-initialisations after a collapse to a constant output (see :func:`fit_alive`)
 
 
 @dataclass(eq=False)
@@ -327,6 +331,52 @@ def fit_liver(
     return hist
 
 
+#: a network whose mean output varies less than this (standardised units) over its training
+#: inputs has collapsed to a constant (typically every ReLU of a layer dead after a large early step)
+COLLAPSE_STD = 1e-3
+#: init-seed offset of each restart
+RESTART_SEED_STEP = 1_000_003
+
+
+def is_collapsed(model: nn.Module, x: np.ndarray, *, rows: int = 256, device: torch.device | str = "cpu") -> bool:
+    """True when the network's (mean) output is constant over the first ``rows`` inputs."""
+    out = predict_normalised(model, x[:rows], batch_size=16, device=device)
+    return len(out) > 1 and float(np.std(out[:, 0])) < COLLAPSE_STD
+
+
+def fit_alive(
+    kind: str,
+    data: LiverData,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    cfg: LiverTrainConfig,
+    init_seed: int,
+    fit_seed: int,
+    max_restarts: int = 2,
+    device: torch.device | str = "cpu",
+    **fit_kwargs: Any,
+) -> tuple[nn.Module, FitHistory]:
+    """A new network trained with :func:`fit_liver`, re-initialised if it collapses to a constant.
+
+    A collapsed network predicts the same value for every input (it was seen once in four
+    student runs on phantoms: the final network's ReLUs all died in the first steps). It is
+    re-initialised with ``init_seed + k * RESTART_SEED_STEP`` (k = 1, 2, ...) and trained
+    again, at most ``max_restarts`` times; the history records the restarts.
+    """
+    for k in range(max_restarts + 1):
+        model = _new_model(kind, data.input_shape, cfg, init_seed + k * RESTART_SEED_STEP)
+        hist = fit_liver(model, data.x, y, groups, cfg=cfg, seed=fit_seed, device=device, **fit_kwargs)
+        hist.restarts = k
+        train_rows = np.flatnonzero(np.isfinite(y))
+        if not is_collapsed(model, data.x[train_rows], device=device):
+            return model, hist
+        log.warning("%s: the network collapsed to a constant output; re-initialising (%d of %d)",
+                    fit_kwargs.get("name", kind), k + 1, max_restarts)
+    raise FloatingPointError(f"{fit_kwargs.get('name', kind)}: the network collapsed to a constant output "
+                             f"{max_restarts + 1} times; lower the learning rate")
+
+
 def planned_steps(n_rows: int, folds: int, cfg: LiverTrainConfig) -> int:
     """Upper bound on the optimiser steps of a whole run (folds + final network; early stops report the rest)."""
     def spe(n: int) -> int:
@@ -390,18 +440,17 @@ def run_liver_cv(
     for f in range(folds):
         train = labelled & (fold != f)
         test = np.flatnonzero(fold == f)
-        model = _new_model(kind, data.input_shape, cfg, seeds[2 * f])
         y_f = np.where(train, y, np.nan)
-        hist = fit_liver(model, data.x, y_f, groups, cfg=cfg, seed=seeds[2 * f + 1], device=device,
-                         var_target=v, progress=step, name=f"{kind} fold {f + 1}/{folds}")
+        model, hist = fit_alive(kind, data, y_f, groups, cfg=cfg, init_seed=seeds[2 * f], fit_seed=seeds[2 * f + 1],
+                                device=device, var_target=v, progress=step, name=f"{kind} fold {f + 1}/{folds}")
         oof_raw[test] = predict_normalised(model, data.x[test], batch_size=cfg.batch_size, device=device)
         histories.append(hist)
         log.info("%s fold %d/%d: %d train, %d val, %d test, best epoch %d", kind, f + 1, folds, hist.n_train,
                  hist.n_val, test.size, hist.best_epoch + 1)
     mean, var = _to_percent(oof_raw, cfg.mean_variance)
-    model = _new_model(kind, data.input_shape, cfg, seeds[2 * folds])
-    final = fit_liver(model, data.x, np.where(labelled, y, np.nan), groups, cfg=cfg, seed=seeds[2 * folds + 1],
-                      device=device, var_target=v, progress=step, name=f"{kind} final")
+    model, final = fit_alive(kind, data, np.where(labelled, y, np.nan), groups, cfg=cfg, init_seed=seeds[2 * folds],
+                             fit_seed=seeds[2 * folds + 1], device=device, var_target=v, progress=step,
+                             name=f"{kind} final")
     return CVResult(fold, mean, var, histories, model.cpu(), final)
 
 

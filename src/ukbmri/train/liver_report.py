@@ -208,6 +208,6 @@ def history_info(cv: CVResult) -> dict[str, Any]:
         return {"epochs_run": len(h.train_loss), "best_epoch": h.best_epoch + 1, "steps": h.steps,
                 "n_train": h.n_train, "n_val": h.n_val,
                 "best_val_loss": min(h.val_loss) if h.val_loss else None,
-                "final_train_loss": h.train_loss[-1] if h.train_loss else None}
+                "final_train_loss": h.train_loss[-1] if h.train_loss else None, "restarts": h.restarts}
 
     return {"folds": [one(h) for h in cv.histories], "final": one(cv.final_history)}
