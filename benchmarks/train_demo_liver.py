@@ -207,7 +207,7 @@ Reproduce with `python benchmarks/train_demo_liver.py all` (CPU, about an hour o
   {test_seed}, other eids), never seen in training.
 * Teacher: {teacher_cfg}; labels = phantom liver PDFF (%).
 * Student: distilled from the teacher's predictions on the same train cohort: {student_cfg}.
-
+{restart_notes}
 ## Held-out test cohort ({n_test} participants)
 | comparison | MAE (pp) | Pearson r | R^2 | bias (pp) | steatosis (>= 5.5 %) accuracy | 95 % interval coverage |
 |---|---|---|---|---|---|---|
@@ -250,7 +250,13 @@ def ship(work: Path) -> None:
                            f"| {_fmt(m.get('calibration_factor'))} |")
     head = {k: "mean + log-variance (Gaussian NLL)" if info[k]["mean_variance"] else "point (log-cosh)"
             for k in info}
-    text = README.format(
+    notes = []
+    for kind in ("teacher", "student"):
+        final = info[kind].get("training", {}).get("history", {}).get("final", {})
+        if final.get("restarts"):
+            notes.append(f"* The final {kind} network collapsed to a constant output at its first initialisation "
+                         f"and was re-initialised {final['restarts']} time(s) (`model.json`, training.history.final).\n")
+    text = README.format(restart_notes="".join(notes),
         teacher_head=head["teacher"], student_head=head["student"],
         n_train=COHORTS["train"][0], train_seed=COHORTS["train"][1], n_test=COHORTS["test"][0],
         n_tail=COHORTS["tail"][0], tail_seed=COHORTS["tail"][1],
