@@ -331,17 +331,26 @@ def fit_liver(
     return hist
 
 
-#: a network whose mean output varies less than this (standardised units) over its training
-#: inputs has collapsed to a constant (typically every ReLU of a layer dead after a large early step)
-COLLAPSE_STD = 1e-3
 #: init-seed offset of each restart
 RESTART_SEED_STEP = 1_000_003
 
 
-def is_collapsed(model: nn.Module, x: np.ndarray, *, rows: int = 256, device: torch.device | str = "cpu") -> bool:
-    """True when the network's (mean) output is constant over the first ``rows`` inputs."""
-    out = predict_normalised(model, x[:rows], batch_size=16, device=device)
-    return len(out) > 1 and float(np.std(out[:, 0])) < COLLAPSE_STD
+@torch.no_grad()
+def is_collapsed(model: nn.Module, x: np.ndarray, *, rows: int = 64, device: torch.device | str = "cpu") -> bool:
+    """True when the network no longer depends on its input (dead ReLUs).
+
+    The 64-wide ``embed`` activations are compared over the first ``rows`` inputs: when
+    the inputs differ but every activation is the same for all of them, a whole layer of
+    ReLUs is dead and the network predicts one constant.
+    """
+    xb = np.asarray(x[:rows])
+    if len(xb) < 2 or not np.any(xb.max(axis=0) != xb.min(axis=0)):
+        return False  # identical inputs: nothing to tell
+    dev = resolve_device(device)
+    model.eval()
+    emb = torch.cat([model.embed(torch.as_tensor(xb[i:i + 16], dtype=torch.float32, device=dev)).cpu()
+                     for i in range(0, len(xb), 16)])
+    return float(emb.std(dim=0).max()) < 1e-6
 
 
 def fit_alive(
@@ -359,8 +368,8 @@ def fit_alive(
 ) -> tuple[nn.Module, FitHistory]:
     """A new network trained with :func:`fit_liver`, re-initialised if it collapses to a constant.
 
-    A collapsed network predicts the same value for every input (it was seen once in four
-    student runs on phantoms: the final network's ReLUs all died in the first steps). It is
+    A collapsed network predicts the same value for every input (:func:`is_collapsed`; seen
+    once in four student runs on phantoms: a layer's ReLUs all died in the first steps). It is
     re-initialised with ``init_seed + k * RESTART_SEED_STEP`` (k = 1, 2, ...) and trained
     again, at most ``max_restarts`` times; the history records the restarts.
     """
