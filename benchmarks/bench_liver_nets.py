@@ -42,7 +42,7 @@ def _net(kind: str, tmp: Path):
     root = default_liver_weights()
     if root is not None:
         return load_liver_net(root / kind), "bundled demo weights"
-    from ukbmri.train.liver import init_keras_
+    from ukbmri.train.liver_fit import init_keras_
 
     model = init_keras_(build_liver_model(kind, mean_variance=True), torch.Generator().manual_seed(0))
     return load_liver_net(save_liver_net(tmp / kind, model, kind=kind)), "random init"

@@ -11,7 +11,7 @@ from ukbmri.errors import InputError, TargetsError
 from ukbmri.io.hd5 import write_label, write_ml4h_tensor
 from ukbmri.io.reader import read_zip
 from ukbmri.preprocess.liver_tensors import gre_tensor, pad_crop_top_left, zero_mean_std1
-from ukbmri.train.liver import LiverTrainConfig, _loss, fit_liver, init_keras_
+from ukbmri.train.liver_fit import LiverTrainConfig, _loss, fit_liver, init_keras_
 from ukbmri.infer.liver_nets import build_liver_model
 from ukbmri.train.liver_data import (
     STORAGE_DTYPE,
@@ -178,8 +178,8 @@ def test_save_and_load_liver_data(tmp_path, liver_cohort):
 
 def test_collapsed_networks_are_detected_and_reinitialised(monkeypatch):
     """A network that predicts a constant is re-initialised with the next seed and trained again."""
-    import ukbmri.train.liver as tl
-    from ukbmri.train.liver import fit_alive, is_collapsed
+    import ukbmri.train.liver_fit as tl
+    from ukbmri.train.liver_fit import fit_alive, is_collapsed
 
     rng = np.random.default_rng(1)
     n = 12

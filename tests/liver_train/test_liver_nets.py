@@ -20,7 +20,7 @@ from ukbmri.infer.liver_nets import (
     save_liver_net,
 )
 from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
-from ukbmri.train.liver import init_keras_
+from ukbmri.train.liver_fit import init_keras_
 
 SHAPE = (10, 16, 16)
 

@@ -44,7 +44,8 @@ from ukbmri.infer.liver_nets import load_liver_net, predict_prepared
 from ukbmri.models import resolve_device
 from ukbmri.models.ml4h_liver import liver_fat_interval
 from ukbmri.train.calibration import calibration_factor
-from ukbmri.train.liver import FOLD_RULE, LiverTrainConfig, Progress, run_liver_cv
+from ukbmri.train.liver import FOLD_RULE, Progress, run_liver_cv
+from ukbmri.train.liver_fit import LiverTrainConfig
 from ukbmri.train.liver_report import figure_writers, history_info, liver_report, predictions_frame, write_liver_folder
 from ukbmri.train.liver_data import DEFAULT_LABEL_COLUMN, LabelTable, LiverData, build_liver_data, read_label_table
 

@@ -29,7 +29,8 @@ from ukbmri.train.metrics import REPORT_LEVELS, binary_accuracy, regression_repo
 from ukbmri.train.plots import plot_target
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ukbmri.train.liver import CVResult, FitHistory
+    from ukbmri.train.liver import CVResult
+    from ukbmri.train.liver_fit import FitHistory
     from ukbmri.train.liver_data import LiverData
 
 __all__ = [
