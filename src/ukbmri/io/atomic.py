@@ -17,7 +17,7 @@ import numpy as np
 
 from ukbmri.errors import OutputExistsError
 
-__all__ = ["atomic_path", "staged_folder", "write_bytes", "write_text", "save_npy"]
+__all__ = ["atomic_path", "require_free_folder", "staged_folder", "write_bytes", "write_text", "save_npy"]
 
 
 @contextlib.contextmanager
@@ -71,6 +71,15 @@ def save_npy(target: str | os.PathLike[str], array: np.ndarray) -> Path:
     return Path(target)
 
 
+def require_free_folder(out_dir: str | os.PathLike[str], *, overwrite: bool,
+                        hint: str = "use overwrite to replace it") -> None:
+    """Raise :class:`OutputExistsError` when ``out_dir`` exists and is not an empty folder,
+    unless ``overwrite`` (checked before long work, so that it fails fast)."""
+    out_dir = Path(out_dir)
+    if not overwrite and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise OutputExistsError(f"output folder already exists ({hint})", path=out_dir)
+
+
 @contextlib.contextmanager
 def staged_folder(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder in a hidden temporary sibling and rename it onto ``out_dir`` on success.
@@ -81,12 +90,7 @@ def staged_folder(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -
     exception nothing changes.
     """
     out_dir = Path(out_dir)
-
-    def occupied() -> bool:
-        return out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
-
-    if occupied() and not overwrite:
-        raise OutputExistsError("output folder already exists (use overwrite to replace it)", path=out_dir)
+    require_free_folder(out_dir, overwrite=overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:

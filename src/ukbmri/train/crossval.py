@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ukbmri.errors import OutputExistsError, TargetsError
+from ukbmri.errors import TargetsError
 from ukbmri.infer.postprocess import postprocess_arrays
-from ukbmri.io.atomic import atomic_path, staged_folder
+from ukbmri.io.atomic import atomic_path, require_free_folder, staged_folder
 from ukbmri.models import BACKBONES, build_backbone, resolve_device, split_mean_logvar
 from ukbmri.modules import Target, save_module
 from ukbmri.train.calibration import calibration_search
@@ -293,8 +293,7 @@ def train_body_module(
         ``out_dir``.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError("module folder already exists (use --overwrite to replace it)", path=out_dir)
+    require_free_folder(out_dir, overwrite=overwrite, hint="use --overwrite to replace it")
     cfg = TrainConfig(backbone, iterations, batch_size, lr, lr_step_at, 0.1, max_shift)
     if iterations < 1 or batch_size < 1:
         raise ValueError("iterations and batch size must be >= 1")

@@ -39,15 +39,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ukbmri.errors import OutputExistsError, TargetsError
+from ukbmri.errors import TargetsError
 from ukbmri.infer.liver_nets import load_liver_net, predict_prepared
+from ukbmri.io.atomic import require_free_folder
 from ukbmri.models import resolve_device
 from ukbmri.models.ml4h_liver import liver_fat_interval
 from ukbmri.train.calibration import calibration_factor
 from ukbmri.train.liver import FOLD_RULE, Progress, run_liver_cv
+from ukbmri.train.liver_data import (
+    DEFAULT_LABEL_COLUMN,
+    LabelTable,
+    LiverData,
+    build_liver_data,
+    read_label_table,
+)
 from ukbmri.train.liver_fit import LiverTrainConfig
-from ukbmri.train.liver_report import figure_writers, history_info, liver_report, predictions_frame, write_liver_folder
-from ukbmri.train.liver_data import DEFAULT_LABEL_COLUMN, LabelTable, LiverData, build_liver_data, read_label_table
+from ukbmri.train.liver_report import (
+    figure_writers,
+    history_info,
+    liver_report,
+    predictions_frame,
+    write_liver_folder,
+)
 
 __all__ = ["TEACHER_PREDICTIONS", "teacher_predictions", "distill"]
 
@@ -132,8 +145,7 @@ def distill(
     Other parameters as :func:`ukbmri.train.liver.train_teacher`.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError("output folder already exists (use overwrite to replace it)", path=out_dir)
+    require_free_folder(out_dir, overwrite=overwrite)
     dev = resolve_device(device)
     teacher = load_liver_net(teacher_dir, device=dev)
     if teacher.kind != "teacher":

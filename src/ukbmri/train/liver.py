@@ -51,12 +51,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ukbmri.errors import OutputExistsError, TargetsError
+from ukbmri.errors import TargetsError
+from ukbmri.io.atomic import require_free_folder
 from ukbmri.models import resolve_device
 from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
 from ukbmri.train.crossval import assign_folds
 from ukbmri.train.liver_data import DEFAULT_LABEL_COLUMN, LiverData, build_liver_data
-from ukbmri.train.liver_fit import FitHistory, LiverTrainConfig, _steps_per_epoch, fit_alive, predict_normalised
+from ukbmri.train.liver_fit import (
+    FitHistory,
+    LiverTrainConfig,
+    _steps_per_epoch,
+    fit_alive,
+    predict_normalised,
+)
 from ukbmri.train.liver_report import (
     STEATOSIS_PERCENT,
     figure_writers,
@@ -217,8 +224,7 @@ def train_teacher(
         ``out_dir``.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError("output folder already exists (use overwrite to replace it)", path=out_dir)
+    require_free_folder(out_dir, overwrite=overwrite)
     cfg = LiverTrainConfig(epochs, patience, batch_size, lr, steps_per_epoch, validation_fraction,
                            mean_variance, kernel_size, lr_patience)
     if isinstance(inputs, LiverData):

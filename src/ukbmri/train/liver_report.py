@@ -30,8 +30,8 @@ from ukbmri.train.plots import plot_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from ukbmri.train.liver import CVResult
-    from ukbmri.train.liver_fit import FitHistory
     from ukbmri.train.liver_data import LiverData
+    from ukbmri.train.liver_fit import FitHistory
 
 __all__ = [
     "STEATOSIS_PERCENT",
