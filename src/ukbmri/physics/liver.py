@@ -34,18 +34,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class LiverPhysicsResult:
-    """Liver PDFF / R2* of one acquisition and the ROI they come from."""
+    """Liver PDFF / R2* of one acquisition (the ROI medians of ``summary``) and the ROI they come from."""
 
-    pdff_percent: float
-    r2star_per_s: float
-    n_voxels: int
+    summary: LiverSummary
     mask: np.ndarray = field(repr=False)  #: (x, y) bool ROI
     background: np.ndarray = field(repr=False)  #: (x, y) first-echo magnitude, for the overlay
-    summary: LiverSummary = field(repr=False)
     complex_pdff_percent: float | None = None
     complex_r2star_per_s: float | None = None
     roi_maps: str = ""  #: "complex" or "magnitude" (what found the liver)
     source: str = ""
+
+    @property
+    def pdff_percent(self) -> float:
+        return self.summary.pdff_percent
+
+    @property
+    def r2star_per_s(self) -> float:
+        return self.summary.r2star_per_s
+
+    @property
+    def n_voxels(self) -> int:
+        return self.summary.n_voxels
 
     def save_mask(self, stem: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``<stem>.npy`` (bool (x, y)) and ``<stem>.png`` (overlay on the first echo)."""
@@ -81,8 +90,7 @@ def liver_fat_from_multiecho(data: MultiEcho, *, device: str = "cpu", noise_sigm
         c_pdff, c_r2 = cs.pdff_percent, cs.r2star_per_s
     mask2d = np.asarray(roi, dtype=bool).reshape(data.shape)[:, :, 0]
     return LiverPhysicsResult(
-        pdff_percent=summ.pdff_percent, r2star_per_s=summ.r2star_per_s, n_voxels=summ.n_voxels,
-        mask=mask2d, background=np.abs(data.images[:, :, 0, 0]).astype(np.float32), summary=summ,
+        summary=summ, mask=mask2d, background=np.abs(data.images[:, :, 0, 0]).astype(np.float32),
         complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=roi_maps.method, source=data.source,
     )
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -26,7 +25,7 @@ from ukbmri.infer.liver_nets import jsonable, write_liver_net_files
 from ukbmri.io.atomic import atomic_path, staged_folder, write_text
 from ukbmri.train.calibration import calibration_factor
 from ukbmri.train.metrics import REPORT_LEVELS, binary_accuracy, regression_report
-from ukbmri.train.plots import plot_target
+from ukbmri.train.plots import plot_target, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from ukbmri.train.liver import CVResult
@@ -109,10 +108,7 @@ def _plot_agreement(path: Path, *, y, mean, xlabel: str, ylabel: str, title: str
     ax2.set(xlabel="mean of the two [%]", ylabel="prediction - reference [%]",
             title=f"Bland-Altman: bias {bias:.3g}, limits [{lo_:.3g}, {hi_:.3g}]")
     fig.tight_layout()
-    FigureCanvasAgg(fig)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_epoch_losses(path: Path, histories: Sequence[FitHistory], labels: Sequence[str]) -> Path:
@@ -130,10 +126,7 @@ def _plot_epoch_losses(path: Path, histories: Sequence[FitHistory], labels: Sequ
     ax.set(xlabel="epoch", ylabel="loss (standardised units)", title="training and validation loss")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    FigureCanvasAgg(fig)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+    return save_figure(fig, path)
 
 
 def write_liver_folder(

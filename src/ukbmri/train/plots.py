@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from ukbmri.io.atomic import atomic_path
 from ukbmri.train.metrics import AUCE_LEVELS, auce, bland_altman, coverage, sparsification
 
-__all__ = ["safe_filename", "plot_target", "plot_losses"]
+__all__ = ["safe_filename", "save_figure", "plot_target", "plot_losses"]
 
 
 def safe_filename(name: str) -> str:
@@ -28,7 +28,9 @@ def safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "target"
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: str | PathLike[str]) -> Path:
+    """Render ``fig`` to a PNG at ``path`` atomically (100 dpi)."""
+    path = Path(path)
     FigureCanvasAgg(fig)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -81,7 +83,7 @@ def plot_target(
     ax4.set(xlabel="fraction removed", ylabel=f"MAE of the rest{u}", title=f"sparsification (AUSE {sp.ause:.3g})")
     ax4.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_losses(path: str | PathLike[str], losses: Sequence[np.ndarray], labels: Sequence[str]) -> Path:
@@ -96,4 +98,4 @@ def plot_losses(path: str | PathLike[str], losses: Sequence[np.ndarray], labels:
     ax.set(xlabel="iteration", ylabel="loss (standardised units)", title="training loss")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
