@@ -2,76 +2,29 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from ukbmri.preprocess.liver_tensors import echo_times_ms, gre_tensor, ideal_tensor, slice_geometry
 
 reader = pytest.importorskip("ukbmri.io.reader")
 
 
-def _dicom(*, desc, series_number, series_uid, instance, echo_ms, magnitude, pixels) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.1"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = desc
-    ds.InstanceNumber = instance
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M" if magnitude else "P", "ND"]
-    ds.ImagePositionPatient = [-100.0, -80.0, 50.0]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [2.5, 2.5]
-    ds.SliceThickness = 6.0
-    ds.EchoTime = echo_ms
-    ds.RepetitionTime = 27.0
-    ds.MagneticFieldStrength = 1.5
-    ds.Manufacturer = "SIEMENS"
-    ds.Modality = "MR"
-    ds.PatientID = "pseudo"
-    ds.AcquisitionDate, ds.AcquisitionTime = "20190603", "101010"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if not magnitude:
-        ds.RescaleSlope, ds.RescaleIntercept = 2, -4096
-    ds.PixelData = pixels.astype("<u2").tobytes()
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def _zip(path, images: list[bytes]) -> None:
-    with zipfile.ZipFile(path, "w") as zf:
-        for i, data in enumerate(images):
-            zf.writestr(f"{i + 1:05d}.dcm", data)
-
-
-def test_gre_zip_to_tensor(tmp_path):
+def test_gre_zip_to_tensor(tmp_path, liver_dicom):
     rng = np.random.default_rng(0)
     tes = np.round(2.38 * np.arange(1, 11), 2)
     order = rng.permutation(10)  # instance numbers do not follow TE
-    images, uid_m, uid_p = [], generate_uid(), generate_uid()
+    images, uid_m, uid_p = [], liver_dicom.generate_uid(), liver_dicom.generate_uid()
     for k, e in enumerate(order):
         mag = np.full((12, 14), 100 + 10 * e, np.uint16)
-        images.append(_dicom(desc="gre_mullti_echo_10_TE_liver", series_number=9, series_uid=uid_m,
+        images.append(liver_dicom.dicom(desc="gre_mullti_echo_10_TE_liver", series_number=9, series_uid=uid_m,
                              instance=k + 1, echo_ms=float(tes[e]), magnitude=True, pixels=mag))  # fmt: skip
         phase = np.full((12, 14), 4000, np.uint16)  # > 2048: what a pixel threshold would misroute
-        images.append(_dicom(desc="gre_mullti_echo_10_TE_liver", series_number=9, series_uid=uid_p,
+        images.append(liver_dicom.dicom(desc="gre_mullti_echo_10_TE_liver", series_number=9, series_uid=uid_p,
                              instance=k + 1, echo_ms=float(tes[e]), magnitude=False, pixels=phase))  # fmt: skip
     p = tmp_path / "1000001_20203_2_0.zip"
-    _zip(p, images)
+    liver_dicom.write_zip(p, images)
     z = reader.read_zip(p)
     t = gre_tensor(z)
     assert t.shape == (10, 160, 160)
@@ -81,20 +34,20 @@ def test_gre_zip_to_tensor(tmp_path):
     assert slice_geometry(z).pixel_spacing_mm == (2.5, 2.5)
 
 
-def test_ideal_zip_to_tensor(tmp_path):
+def test_ideal_zip_to_tensor(tmp_path, liver_dicom):
     images = []
     tes = [1.2, 3.2, 5.2, 7.2, 9.2, 11.2]
     for d in range(6):
-        uid_m, uid_p = generate_uid(), generate_uid()
+        uid_m, uid_p = liver_dicom.generate_uid(), liver_dicom.generate_uid()
         for e in range(1, 7):
             px = np.full((8, 10), 100 * e + d, np.uint16)
-            images.append(_dicom(desc="LMS IDEAL OPTIMISED LOW FLIP 6DYN", series_number=31 + 2 * d,
+            images.append(liver_dicom.dicom(desc="LMS IDEAL OPTIMISED LOW FLIP 6DYN", series_number=31 + 2 * d,
                                  series_uid=uid_m, instance=e, echo_ms=tes[e - 1], magnitude=True, pixels=px))  # fmt: skip
-            images.append(_dicom(desc="LMS IDEAL OPTIMISED LOW FLIP 6DYN", series_number=32 + 2 * d,
+            images.append(liver_dicom.dicom(desc="LMS IDEAL OPTIMISED LOW FLIP 6DYN", series_number=32 + 2 * d,
                                  series_uid=uid_p, instance=e, echo_ms=tes[e - 1], magnitude=False,
                                  pixels=np.full((8, 10), 2048, np.uint16)))  # fmt: skip
     p = tmp_path / "1000001_20254_2_0.zip"
-    _zip(p, images)
+    liver_dicom.write_zip(p, images)
     t = ideal_tensor(reader.read_zip(p))
     assert t.shape == (36, 232, 256)
     expected = [100 * e + d for e in range(1, 7) for d in range(6)]  # channel 6 * (echo - 1) + dynamic

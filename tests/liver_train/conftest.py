@@ -6,16 +6,11 @@ follows the fat-water model with the participant's PDFF, on a noisy background.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from ukbmri.physics.spectrum import fat_phasor
 
@@ -24,49 +19,6 @@ IDEAL_DESC = "LMS IDEAL OPTIMISED LOW FLIP 6DYN"
 GRE_TE_MS = np.round(2.38 * np.arange(1, 11), 2)
 IDEAL_TE_MS = np.array([1.2, 3.2, 5.2, 7.2, 9.2, 11.2])
 SIZE = 16
-
-
-def _dicom(*, desc, series_number, series_uid, instance, echo_ms, magnitude, pixels) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.1"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = desc
-    ds.InstanceNumber = instance
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M" if magnitude else "P", "ND"]
-    ds.ImagePositionPatient = [-100.0, -80.0, 50.0]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [2.5, 2.5]
-    ds.SliceThickness = 6.0
-    ds.EchoTime = float(echo_ms)
-    ds.RepetitionTime = 27.0
-    ds.MagneticFieldStrength = 1.5
-    ds.Manufacturer = "SIEMENS"
-    ds.Modality = "MR"
-    ds.PatientID = "pseudo"
-    ds.AcquisitionDate, ds.AcquisitionTime = "20190603", "101010"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if not magnitude:
-        ds.RescaleSlope, ds.RescaleIntercept = 2, -4096
-    ds.PixelData = np.clip(pixels, 0, 4095).astype("<u2").tobytes()
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def _zip(path: Path, images: list[bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for i, data in enumerate(images):
-            zf.writestr(f"{i + 1:05d}.dcm", data)
-    return path
 
 
 def magnitudes(pdff: float, te_ms: np.ndarray, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
@@ -80,33 +32,33 @@ def magnitudes(pdff: float, te_ms: np.ndarray, rng: np.random.Generator, size: i
     return np.round(img)
 
 
-def write_gre_zip(folder: Path, eid: int, pdff: float, rng: np.random.Generator) -> Path:
+def write_gre_zip(dcm, folder: Path, eid: int, pdff: float, rng: np.random.Generator) -> Path:
     mag = magnitudes(pdff, GRE_TE_MS, rng)
-    uid_m, uid_p = generate_uid(), generate_uid()
+    uid_m, uid_p = dcm.generate_uid(), dcm.generate_uid()
     images = []
     for e, te in enumerate(GRE_TE_MS):
-        images.append(_dicom(desc=GRE_DESC, series_number=9, series_uid=uid_m, instance=e + 1, echo_ms=te,
+        images.append(dcm.dicom(desc=GRE_DESC, series_number=9, series_uid=uid_m, instance=e + 1, echo_ms=te,
                              magnitude=True, pixels=mag[e]))
-        images.append(_dicom(desc=GRE_DESC, series_number=9, series_uid=uid_p, instance=e + 1, echo_ms=te,
+        images.append(dcm.dicom(desc=GRE_DESC, series_number=9, series_uid=uid_p, instance=e + 1, echo_ms=te,
                              magnitude=False, pixels=np.full((SIZE, SIZE), 2048)))
-    return _zip(folder / f"{eid}_20203_2_0.zip", images)
+    return dcm.write_zip(folder / f"{eid}_20203_2_0.zip", images)
 
 
-def write_ideal_zip(folder: Path, eid: int, pdff: float, rng: np.random.Generator) -> Path:
+def write_ideal_zip(dcm, folder: Path, eid: int, pdff: float, rng: np.random.Generator) -> Path:
     mag = magnitudes(pdff, IDEAL_TE_MS, rng)
     images = []
     for d in range(6):
-        uid_m, uid_p = generate_uid(), generate_uid()
+        uid_m, uid_p = dcm.generate_uid(), dcm.generate_uid()
         for e in range(6):
-            images.append(_dicom(desc=IDEAL_DESC, series_number=31 + 2 * d, series_uid=uid_m, instance=e + 1,
+            images.append(dcm.dicom(desc=IDEAL_DESC, series_number=31 + 2 * d, series_uid=uid_m, instance=e + 1,
                                  echo_ms=IDEAL_TE_MS[e], magnitude=True, pixels=mag[e] + d))
-            images.append(_dicom(desc=IDEAL_DESC, series_number=32 + 2 * d, series_uid=uid_p, instance=e + 1,
+            images.append(dcm.dicom(desc=IDEAL_DESC, series_number=32 + 2 * d, series_uid=uid_p, instance=e + 1,
                                  echo_ms=IDEAL_TE_MS[e], magnitude=False, pixels=np.full((SIZE, SIZE), 2048)))
-    return _zip(folder / f"{eid}_20254_2_0.zip", images)
+    return dcm.write_zip(folder / f"{eid}_20254_2_0.zip", images)
 
 
 @pytest.fixture(scope="session")
-def liver_cohort(tmp_path_factory) -> dict:
+def liver_cohort(tmp_path_factory, liver_dicom) -> dict:
     """8 participants with 20203 and 20254 zips, one broken 20203 zip, a truth table (one label missing).
 
     Returns a dict: folder, truth (CSV path), eids, pdff (by eid), broken (path).
@@ -116,8 +68,8 @@ def liver_cohort(tmp_path_factory) -> dict:
     eids = list(range(1000001, 1000009))
     pdff = {e: float(v) for e, v in zip(eids, rng.gamma(1.5, 3.0, len(eids)), strict=True)}
     for e in eids:
-        write_gre_zip(folder, e, pdff[e], rng)
-        write_ideal_zip(folder, e, pdff[e], rng)
+        write_gre_zip(liver_dicom, folder, e, pdff[e], rng)
+        write_ideal_zip(liver_dicom, folder, e, pdff[e], rng)
     broken = folder / "1000009_20203_2_0.zip"
     broken.write_bytes(b"this is not a zip file")
     truth = folder / "truth.csv"
