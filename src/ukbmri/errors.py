@@ -40,6 +40,9 @@ __all__ = [
     "CacheError",
     "OutputExistsError",
     "WorkerDiedError",
+    "OutputError",
+    "RunLockedError",
+    "InputRejectedError",
 ]
 
 
@@ -202,3 +205,15 @@ class OutputExistsError(UkbmriError):
 
 class WorkerDiedError(UkbmriError):
     """A worker process died (killed for memory, a native crash) while a participant was in flight."""
+
+
+class OutputError(UkbmriError):
+    """Results cannot be written to the output folder (permission denied, read-only, disk full)."""
+
+
+class RunLockedError(UkbmriError):
+    """Another run is using the output folder (its lock names the process, host and start time)."""
+
+
+class InputRejectedError(UkbmriError):
+    """An input failed the plausibility checks, so no network sees it (the reason says which)."""

@@ -1,21 +1,21 @@
-"""Shared CLI pieces: common options, progress bars, failure summaries."""
+"""Shared CLI pieces: common options, the console progress, failure summaries."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
-from ukbmri.engine.ledger import Failure
-
-__all__ = ["workers_option", "backend_options", "device_option", "progress", "module_bars", "report_failures"]
+__all__ = ["workers_option", "backend_options", "device_option", "precision_option", "console_progress",
+           "report_failures"]
 
 
 def workers_option(f):
     return click.option(
-        "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+        "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+        help="Worker processes (each gets an equal share of the cores).",
     )(f)
 
 
@@ -48,42 +48,48 @@ def device_option(f):
     return click.option(
         "--device",
         type=click.Choice(["auto", "cpu", "cuda"]),
-        default="cpu",
+        default="auto",
         show_default=True,
         callback=_available_device,
-        help="Torch device for the networks (auto: CUDA when available).",
+        help="Torch device for the networks (auto: CUDA when available, else CPU).",
+    )(f)
+
+
+def precision_option(f):
+    return click.option(
+        "--precision", type=click.Choice(["fp32", "fp32-cl", "bf16"]), default=None,
+        help="Body network arithmetic: fp32 (exact reference), fp32-cl (channels-last fp32, within 1e-4 "
+             "relative, faster on CPU; the default), bf16 (opt-in, differs beyond 1e-3).",
     )(f)
 
 
 @contextmanager
-def progress(total: int, label: str) -> Iterator[Callable[..., None]]:
-    """A click progress bar on stderr; yields a callable that advances it by one."""
-    if total <= 0:
-        yield lambda *_: None
+def console_progress(label: str) -> Iterator:
+    """The engine's progress callback for this terminal (or log file), with log lines printed above it."""
+    from ukbmri.engine.progress import ConsoleProgress
+
+    progress = ConsoleProgress(label)
+    root = logging.getLogger()
+    handler = progress.log_handler(root.getEffectiveLevel())
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        with progress:
+            yield progress
+    finally:
+        root.handlers = saved
+
+
+def report_failures(failures, ledger_path, limit: int = 20) -> None:
+    """Print the first failures on one line each, then where the ledger is."""
+    import pandas as pd
+
+    if failures is None or len(failures) == 0:
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
-        yield lambda *_: bar.update(1)
-
-
-@contextmanager
-def module_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """Progress bars for module inference: one per module, opened at its first chunk."""
-    with ExitStack() as stack:
-        bars: dict[str, object] = {}
-
-        def advance(module: str, n: int, total: int) -> None:
-            if module not in bars:
-                bars[module] = stack.enter_context(
-                    click.progressbar(length=total, label=f"infer {module}", file=sys.stderr, show_pos=True))
-            bars[module].update(n)
-
-        yield advance
-
-
-def report_failures(failures: list[Failure], ledger_path) -> None:
-    """Print each failure on one line, then where the ledger is."""
-    if not failures:
-        return
-    click.echo(f"{len(failures)} failed (details in {ledger_path}):", err=True)
-    for f in failures:
-        click.echo(f"  {f.one_line()}", err=True)
+    rows = failures.to_dict("records") if isinstance(failures, pd.DataFrame) else [vars(f) for f in failures]
+    click.echo(f"{len(rows)} failed (details in {ledger_path}):", err=True)
+    for r in rows[:limit]:
+        name = str(r["input"]).rsplit("/", 1)[-1]
+        click.echo(f"  {name} [{r['stage']}] {r['error']}: {r['message']}", err=True)
+    if len(rows) > limit:
+        click.echo(f"  ... and {len(rows) - limit} more", err=True)

@@ -45,5 +45,4 @@ def demo(out: Path, participants: int, seed: int, workers: int) -> None:
             click.echo("\nagainst the phantom truth (synthetic data, demonstration weights):")
             click.echo(cmp.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     click.echo(f"\nparticipant table: {out / 'run' / 'participants.csv'}")
-    if result.failures:
-        raise click.exceptions.Exit(1)
+    raise click.exceptions.Exit(result.exit_code)

@@ -1,97 +1,73 @@
-"""``ukbmri infer body`` / ``ukbmri infer liver``."""
+"""``ukbmri infer body`` / ``ukbmri infer liver``: one stage of the engine, with its own tables."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import click
 
-from ukbmri.cli._common import (
-    backend_options,
-    device_option,
-    module_bars,
-    progress,
-    report_failures,
-    workers_option,
-)
+from ukbmri.cli._common import backend_options, device_option, precision_option, workers_option
+from ukbmri.cli.run import EXIT_CODES_HELP, run_and_report
 
 
 @click.group()
 def infer() -> None:
-    """Run inference on zips or caches."""
+    """Run inference modules / liver networks on zips or caches."""
 
 
-@infer.command("body")
+@infer.command("body", epilog=EXIT_CODES_HELP)
 @click.option("--input", "inputs", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
               help="Zips, folders of zips, or a cache folder of MIMIR .npy images (repeatable).")
 @click.option("--modules", "module_dirs", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Inference module folders (repeatable; a missing one is skipped with a message).")
+              help="Inference module folders (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (resumed if it exists).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Image cache for zips (default OUT/cache).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp32-cl", "bf16"]), default="fp32", show_default=True,
-              help="fp32-cl: channels-last fp32 (within 2e-5 of fp32, faster on CPU); bf16: autocast, fastest, opt-in (differs from fp32 beyond 1e-3).")
+@click.option("--allow-demo-weights", is_flag=True, help="Apply demonstration modules to scans that are not synthetic.")
+@precision_option
 @device_option
 @workers_option
 @backend_options
-def body(inputs, module_dirs, out, cache_dir, batch_size, precision, device, workers, backend, scheduler) -> None:
+def body(inputs, module_dirs, out, cache_dir, allow_demo_weights, precision, device, workers, backend,
+         scheduler) -> None:
     """Body-composition predictions with variances and 95 % intervals.
 
-    Writes OUT/<module>/predictions.csv (MIMIR layout), OUT/body.csv and OUT/body.parquet,
-    and OUT/failures.csv. Exit status 1 if any participant or module failed.
+    Writes OUT/participants.csv|.parquet (also as OUT/body.csv|.parquet), OUT/<module>/predictions.csv
+    (MIMIR's layout), OUT/failures.csv and OUT/run.json.
     """
-    from ukbmri.engine.body import infer_body, split_inputs
+    from ukbmri.engine.mimir_tables import write_mimir_predictions
+    from ukbmri.engine.tables import write_table
 
-    zips, _ = split_inputs(inputs)
-    with ExitStack() as pre, module_bars() as advance_module:
-        advance = pre.enter_context(progress(len(zips), "preprocess body"))
-
-        def on_module(*args) -> None:
-            pre.close()  # preprocessing is over: finish its bar before the first module's
-            advance_module(*args)
-
-        run = infer_body(
-            inputs, module_dirs, out, cache_dir=cache_dir, batch_size=batch_size, device=device,
-            precision=precision, workers=workers, backend=backend, scheduler=scheduler, progress=advance,
-            module_progress=on_module,
-        )
-    click.echo(f"{len(run.table)} participants x {len(module_dirs) - len(run.module_failures)} modules -> {out / 'body.csv'}")
-    report_failures(run.failures, out / "failures.csv")
-    if run.failures:
-        raise click.exceptions.Exit(1)
+    result = run_and_report(inputs, out, stages=("body",), modules=list(module_dirs), cache_dir=cache_dir,
+                            allow_demo_weights=allow_demo_weights, precision=precision, device=device,
+                            workers=workers, backend=backend, scheduler=scheduler, require_inputs=True)
+    write_table(result.table, out / "body")
+    write_mimir_predictions(result.table, module_dirs, out)
+    raise click.exceptions.Exit(result.exit_code)
 
 
-@infer.command("liver")
+@infer.command("liver", epilog=EXIT_CODES_HELP)
 @click.option("--input", "inputs", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
               help="20203 / 20254 zips or folders of zips (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (resumed if it exists).")
-@click.option("--weights", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder with teacher/ and/or student/ weights (default: the bundled phantom-trained demo weights).")
+@click.option("--weights", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Liver weights: a folder with teacher/ and/or student/, a weights folder, or a published "
+                   "ml4h .h5 file (repeatable; default: the bundled phantom-trained demonstration weights).")
 @click.option("--no-networks", is_flag=True, help="Physics fit only (no teacher/student).")
-@click.option("--qc-margin", type=float, default=2.0, show_default=True,
-              help="Flag participants where methods disagree by more than this (percentage points).")
+@click.option("--allow-demo-weights", is_flag=True, help="Apply demonstration weights to scans that are not synthetic.")
 @device_option
 @workers_option
 @backend_options
-def liver(inputs, out, weights, no_networks, qc_margin, device, workers, backend, scheduler) -> None:
-    """Liver fat (physics fit, teacher, student) with R2*, intervals and QC flags.
+def liver(inputs, out, weights, no_networks, allow_demo_weights, device, workers, backend, scheduler) -> None:
+    """Liver fat (physics fit on each protocol, teacher, student) with R2*, intervals and QC flags.
 
-    Writes OUT/liver.csv and OUT/liver.parquet (one row per participant and visit),
-    OUT/liver_roi/ (ROI masks) and OUT/failures.csv. Exit status 1 if anything failed.
+    Writes OUT/participants.csv|.parquet (also as OUT/liver.csv|.parquet; one row per participant
+    visit), OUT/liver_roi/ (ROI masks and overlays), OUT/failures.csv and OUT/run.json.
     """
-    from ukbmri.engine.inputs import find_zips, group_by_participant
-    from ukbmri.engine.liver import LIVER_FIELDS, QcRules, infer_liver
+    from ukbmri.engine.tables import write_table
 
-    n = len(group_by_participant(find_zips(inputs, fields=LIVER_FIELDS)))
-    with progress(n, "liver") as advance:
-        run = infer_liver(
-            inputs, out, weights=None if no_networks else weights, use_default_weights=not no_networks,
-            device=device, workers=workers,
-            backend=backend, scheduler=scheduler, qc=QcRules(margin_pp=qc_margin), progress=advance,
-        )
-    click.echo(f"{len(run.table)} participant visits ({run.skipped} reused) -> {out / 'liver.csv'}")
-    report_failures(run.failures, out / "failures.csv")
-    if run.failures:
-        raise click.exceptions.Exit(1)
+    result = run_and_report(inputs, out, stages=("liver",), liver_weights=list(weights) or None,
+                            liver_networks=not no_networks, allow_demo_weights=allow_demo_weights, device=device,
+                            workers=workers, backend=backend, scheduler=scheduler, require_inputs=True)
+    write_table(result.table, out / "liver")
+    raise click.exceptions.Exit(result.exit_code)

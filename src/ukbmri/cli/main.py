@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 
 import click
 
@@ -25,8 +26,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "distill": ("ukbmri.cli.liver_train", "distill", "Liver student from teacher predictions (ml4h workflow)."),
     "fatwater": ("ukbmri.cli.fatwater", "fatwater", "Fat-water separation on multi-echo data."),
     "run": ("ukbmri.cli.run", "run", "Whole pipeline: folder of zips -> one participant table."),
+    "merge": ("ukbmri.cli.run", "merge", "Combine the outputs of `run --shard I/N` jobs into one."),
+    "columns": ("ukbmri.cli.columns", "columns", "The data dictionary: every output column explained."),
     "demo": ("ukbmri.cli.demo", "demo", "Generate a demo cohort and run the main job on it."),
 }
+
+
+def _terminate(signum, frame):  # SIGTERM (SLURM pre-emption, time limit) stops like Ctrl-C
+    raise KeyboardInterrupt
 
 
 class LazyGroup(click.Group):
@@ -42,14 +49,38 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context):
-        """Domain errors become one line ``error: ...`` on stderr and exit status 2."""
+        """Domain errors become one line ``error: ...`` on stderr and an exit status.
+
+        2: usage or configuration (bad input given, output in use); 3: the output cannot
+        be written (disk full, permission denied, read-only); 130: interrupted (Ctrl-C,
+        or SIGTERM from a scheduler); the finished work is kept and a re-run resumes.
+        """
+        from ukbmri.errors import OutputError
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
+        except OutputError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(3)
         except UkbmriError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except OSError as exc:  # disk full, permission denied, read-only file system while writing
+            if (ctx.obj or {}).get("debug"):
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or exc}{where}; finished work is kept, re-run to complete", err=True)
+            ctx.exit(3)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is kept; re-run the same command to resume", err=True)
+            ctx.exit(130)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
@@ -66,6 +97,9 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     """ukbmri: UK Biobank abdominal MRI -> phenotypes with calibrated uncertainty."""
     level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    if verbose == 0 and not debug:  # Dask and friends: warnings only unless -v
+        for name in ("distributed", "dask", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     ctx.obj = {"debug": debug}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ukbmri.cli._common import backend_options, progress, report_failures, workers_option
+from ukbmri.cli._common import backend_options, workers_option
 
 
 @click.group()
@@ -28,26 +28,12 @@ def body(inputs, cache_dir, nifti_dir, png_dir, workers, backend, scheduler) -> 
     """Fuse the Dixon stations of 20201 zips and write MIMIR's (3, 256, 256) uint8 images.
 
     INPUTS are zips or folders of zips. Participants that fail are listed at the end and
-    in CACHE/failures.csv; the others complete. Exit status 1 if any failed.
+    in CACHE/.run/failures.csv (with the QC flags of every image in CACHE/.run/participants.csv);
+    the others complete. Exit status 1 if any failed.
     """
-    from ukbmri.engine.body import preprocess_body_many
-    from ukbmri.engine.inputs import find_zips
-    from ukbmri.engine.ledger import Ledger
+    from ukbmri.cli.run import run_and_report
 
-    zips = find_zips(inputs, fields=[20201])
-    if not zips:
-        raise click.UsageError("no 20201 zips found in the inputs")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(cache_dir / "failures.csv")
-    with progress(len(zips), "preprocess body") as advance:
-        summary = preprocess_body_many(
-            zips, cache_dir, ledger=ledger, nifti_dir=nifti_dir, png_dir=png_dir,
-            workers=workers, backend=backend, scheduler=scheduler, progress=advance,
-        )
-    click.echo(
-        f"{len(summary.done)} preprocessed, {len(summary.cached)} already cached, "
-        f"{len(summary.failures)} failed -> {cache_dir}"
-    )
-    report_failures(summary.failures, ledger.path)
-    if summary.failures:
-        raise click.exceptions.Exit(1)
+    result = run_and_report(inputs, cache_dir / ".run", stages=("body",), modules=[], cache_dir=cache_dir,
+                            nifti_dir=nifti_dir, png_dir=png_dir, workers=workers, backend=backend,
+                            scheduler=scheduler, require_inputs=True, report=False)
+    raise click.exceptions.Exit(result.exit_code)

@@ -95,7 +95,7 @@ class ImageCache:
         return self.path(stem)
 
     def store(self, zip_path: str | os.PathLike[str], image: np.ndarray, *, qc_flags: str = "",
-              warnings: tuple[str, ...] = ()) -> Path:
+              qc_fatal: str = "", warnings: tuple[str, ...] = ()) -> Path:
         """Write the image (atomically) and its sidecar (input identity, QC flags, warnings)."""
         if image.shape != MIMIR_SHAPE or image.dtype != np.uint8:
             raise CacheError(
@@ -106,7 +106,7 @@ class ImageCache:
             )
         stem = stem_of(zip_path)
         meta = {**input_identity(zip_path), "pipeline": PIPELINE_VERSION, "ukbmri": __version__,
-                "qc_flags": qc_flags, "warnings": list(warnings), "image_sha256": _image_sha256(image)}
+                "qc_flags": qc_flags, "qc_fatal": qc_fatal, "warnings": list(warnings), "image_sha256": _image_sha256(image)}
         # sidecar first: an image without sidecar would be trusted as a MIMIR cache; the
         # image hash in the sidecar catches an old image left by a run that died in between
         write_text(self._sidecar(stem), json.dumps(meta, indent=1))
@@ -119,6 +119,15 @@ class ImageCache:
             return str(json.loads(side.read_text(encoding="utf-8")).get("qc_flags", ""))
         except (OSError, ValueError):
             return ""
+
+    def qc(self, stem: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+        """(QC flags, fatal reason or "", warnings) recorded when the image was made (empty for MIMIR caches)."""
+        try:
+            meta = json.loads(self._sidecar(stem).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return (), "", ()
+        flags = tuple(f for f in str(meta.get("qc_flags", "")).split(";") if f)
+        return flags, str(meta.get("qc_fatal", "")), tuple(meta.get("warnings", ()))
 
     def load(self, stem: str) -> np.ndarray:
         p = self.path(stem)

@@ -25,6 +25,8 @@ def run_on_dask(
     *,
     workers: int = 1,
     scheduler: str | None = None,
+    scratch: str | None = None,
+    dashboard: bool = False,
 ) -> Iterator[Any]:
     """Submit ``call(fn, item, stage, label(item))`` per item; yield results as they complete."""
     try:
@@ -34,8 +36,13 @@ def run_on_dask(
 
     cluster = None
     if scheduler is None:
+        import logging as _logging
+
+        # quiet (warnings only), no dashboard unless asked for, scratch space where the caller says
         cluster = LocalCluster(
-            n_workers=max(1, workers), threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=max(1, workers), threads_per_worker=1, processes=True,
+            dashboard_address=":8787" if dashboard else None, scheduler_kwargs={"dashboard": dashboard},
+            worker_dashboard_address=None, silence_logs=_logging.WARNING, local_directory=scratch,
         )
         client = Client(cluster)
     else:
@@ -58,3 +65,7 @@ def run_on_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+            if scratch is not None:
+                import shutil
+
+                shutil.rmtree(scratch, ignore_errors=True)

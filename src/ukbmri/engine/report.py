@@ -25,6 +25,22 @@ __all__ = ["write_report", "compare_with_truth"]
 log = logging.getLogger(__name__)
 
 
+#: prediction column -> phantom truth column, for synthetic cohorts
+TRUTH_PAIRS = {
+    "weight_kg": "weight_kg",
+    "height_cm": "height_cm",
+    "vat_l": "vat_l",
+    "asat_l": "asat_l",
+    "liver_volume_l": "liver_volume_l",
+    "thigh_muscle_volume_l": "thigh_muscle_volume_l",
+    "liver_pdff_percent": "liver_pdff_percent",
+    "liver_fat_physics_percent": "liver_pdff_percent",
+    "liver_fat_teacher_percent": "liver_pdff_percent",
+    "liver_fat_student_percent": "liver_pdff_percent",
+    "liver_r2star_physics_per_s": "liver_r2star_per_s",
+}
+
+
 def compare_with_truth(table: pd.DataFrame, truth: pd.DataFrame, pairs: dict[str, str]) -> pd.DataFrame:
     """MAE, bias, Pearson r and N for each ``prediction column -> truth column`` pair (joined on eid)."""
     rows = []

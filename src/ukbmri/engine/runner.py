@@ -62,6 +62,7 @@ def run_tasks(
     backend: str = "local",
     scheduler: str | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    scratch: str | None = None,
 ) -> Iterator[Outcome]:
     """Apply ``fn`` to every item, yielding an :class:`Outcome` per item as it completes.
 
@@ -90,7 +91,8 @@ def run_tasks(
     if backend == "dask":
         from ukbmri.engine.dask_backend import run_on_dask
 
-        outcomes: Iterable[Outcome] = run_on_dask(_call, fn, items, stage, label, workers=workers, scheduler=scheduler)
+        outcomes: Iterable[Outcome] = run_on_dask(_call, fn, items, stage, label, workers=workers, scheduler=scheduler,
+                                                 scratch=scratch)
     elif workers <= 1 or len(items) == 1:
         outcomes = (_call(fn, item, stage, label(item)) for item in items)
     else:

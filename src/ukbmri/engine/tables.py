@@ -1,22 +1,31 @@
-"""Participant tables: written as CSV and Parquet together, atomically, resumable.
+"""The output tables, computed from the result store alone.
 
-Tables are keyed (``eid``, ``instance`` or ``name``); :func:`upsert` merges new
-rows into an existing table so a resumed run extends its previous output
-instead of redoing or discarding it.
+:func:`participants_frame` turns the records of the planned jobs into one row
+per visit with a fixed schema (the stages' columns, in stage order), sorted by
+(eid, instance), so the same store gives byte-identical CSV and Parquet files
+whatever the worker count, backend or completion order. :func:`failures_frame`
+does the same for the ledger. Files are written atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from ukbmri.engine.ledger import COLUMNS as FAILURE_COLUMNS
+from ukbmri.engine.ledger import Failure
+from ukbmri.engine.stage import Column
 from ukbmri.io.atomic import atomic_path
 
-__all__ = ["write_table", "read_table", "upsert", "sha256_file"]
+__all__ = ["write_table", "read_table", "participants_frame", "failures_frame", "KEY", "HEAD_COLUMNS"]
+
+KEY = ["eid", "instance"]
+HEAD_COLUMNS = [Column("eid", "Int64"), Column("instance", "Int64"), Column("qc_flags", "string"),
+                Column("exclusion_reason", "string")]
+TAIL_COLUMNS = [Column("ukbmri_version", "string")]
 
 
 def write_table(df: pd.DataFrame, stem: str | os.PathLike[str], *, formats: Sequence[str] = ("csv", "parquet")) -> list[Path]:
@@ -48,24 +57,43 @@ def read_table(stem: str | os.PathLike[str]) -> pd.DataFrame | None:
     return None
 
 
-def upsert(old: pd.DataFrame | None, new: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Rows of ``new`` replace rows of ``old`` with the same keys; the rest of ``old`` is kept."""
-    if old is None or old.empty:
-        out = new.copy()
-    elif new.empty:
-        out = old.copy()
-    else:
-        keys = list(keys)
-        old_idx = old.set_index(keys).index
-        new_idx = new.set_index(keys).index
-        kept = old[~old_idx.isin(new_idx)]
-        out = pd.concat([kept, new], ignore_index=True, sort=False)
-    return out.sort_values(list(keys)).reset_index(drop=True) if len(out) else out
+def schema(stage_columns: Iterable[Sequence[Column]]) -> list[Column]:
+    """Head columns, then each stage's columns (first occurrence wins), then provenance."""
+    seen: dict[str, Column] = {}
+    for group in (HEAD_COLUMNS, *stage_columns, TAIL_COLUMNS):
+        for c in group:
+            seen.setdefault(c.name, c)
+    return list(seen.values())
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def frame(rows: list[dict], columns: Sequence[Column]) -> pd.DataFrame:
+    """A DataFrame with exactly ``columns`` (missing cells NA) and their dtypes."""
+    names = [c.name for c in columns]
+    df = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
+    for c in columns:
+        if c.dtype == "float64":
+            df[c.name] = pd.to_numeric(df[c.name], errors="coerce").astype("float64")
+        elif c.dtype == "Int64":
+            df[c.name] = pd.to_numeric(df[c.name], errors="coerce").astype("Int64")
+        else:
+            df[c.name] = df[c.name].astype("string")
+    return df
+
+
+def participants_frame(visit_rows: Mapping[tuple[int, int], dict], columns: Sequence[Column]) -> pd.DataFrame:
+    """One row per visit (``visit_rows``: key -> cells incl. qc_flags), sorted by (eid, instance)."""
+    rows = [{"eid": k[0], "instance": k[1], **cells} for k, cells in sorted(visit_rows.items())]
+    return frame(rows, columns)
+
+
+def failures_frame(failures: Iterable[Failure]) -> pd.DataFrame:
+    """The ledger, sorted by (eid, instance, field, input, stage); one row per (input, stage)."""
+    unique: dict[tuple[str, str], Failure] = {}
+    for f in failures:
+        unique[(f.input, f.stage)] = f
+    rows = [{k: getattr(f, k) for k in FAILURE_COLUMNS} for f in unique.values()]
+    df = frame(rows, [Column("eid", "Int64"), Column("instance", "Int64"), Column("field", "Int64"),
+                      *(Column(c, "string") for c in FAILURE_COLUMNS[3:])])
+    order = df.assign(_e=df["eid"].fillna(-1), _i=df["instance"].fillna(-1), _f=df["field"].fillna(-1))
+    order = order.sort_values(["_e", "_i", "_f", "input", "stage"], kind="mergesort")
+    return df.loc[order.index].reset_index(drop=True)

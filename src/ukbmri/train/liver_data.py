@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ukbmri.engine.inputs import find_files
+from ukbmri.engine.cohort import find_files
 from ukbmri.engine.ledger import Failure
 from ukbmri.engine.runner import Outcome, run_tasks
 from ukbmri.errors import InputError, TargetsError, TensorError
