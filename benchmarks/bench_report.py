@@ -53,8 +53,8 @@ def main() -> None:
         table = sr.make_table(args.rows)
         failures = sr.make_failures([(1000000 + k, 2) for k in range(0, args.rows, 50)])
         truth = table[["eid", "instance", "weight_kg", "liver_fat_physics_percent"]].copy()
-        data = ReportData(table=table, failures=failures, truth=truth,
-                          truth_pairs={"weight_kg": "weight_kg", "liver_fat_teacher_percent": "liver_fat_physics_percent"})
+        pairs = {"weight_kg": "weight_kg", "liver_fat_teacher_percent": "liver_fat_physics_percent"}
+        data = ReportData(table=table, failures=failures, truth=truth, truth_pairs=pairs)
         out = work / "big"
         first = _time(lambda: write_reports(out, data))
         again = _time(lambda: write_reports(out, data))

@@ -232,19 +232,22 @@ def test_bad_images_do_not_stop_the_report(synth, tmp_path, check_images):
     check_images(out / "report.html")
 
 
-def test_large_roi_overlays_are_shrunk(synth, tmp_path):
+def test_large_roi_overlays_are_shrunk_and_link_to_the_original(synth, tmp_path, html_refs):
     from PIL import Image
 
     table = synth.make_table(4)
-    synth.write_images(tmp_path / "img", list(zip(table.eid.astype(int), table.instance.astype(int))), roi_side=700)
-    body, rois = synth.lookups(tmp_path / "img")
     out = tmp_path / "out"
+    synth.write_images(out / "liver_roi", list(zip(table.eid.astype(int), table.instance.astype(int))), roi_side=900)
+    body, rois = synth.lookups(out / "liver_roi")
     write_reports(out, ReportData(table=table, failures=synth.make_failures([]), body_image=body, liver_rois=rois))
     thumbs = sorted((out / "report_files" / "thumbs").glob("*_20203.png"))
     assert thumbs
     for t in thumbs:
         with Image.open(t) as im:
-            assert max(im.size) <= 320
+            assert max(im.size) <= 400
+    _, links = html_refs(out / "report.html")
+    originals = [h for h in links if h.startswith("liver_roi/roi/")]
+    assert len(originals) == 2 * 4 and all((out / h).is_file() for h in originals)
     body_png = next((out / "report_files" / "thumbs").glob("*_body.png"))
     with Image.open(body_png) as im:
         assert im.size == ((3 * 256 + 2 * 4) // 2, 128)

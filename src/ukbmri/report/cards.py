@@ -70,7 +70,7 @@ class CardMaker:
         body = self._call(self.data.body_image, eid, inst)
         if body is not None:
             thumbs.append(self._thumb("body 2D image (water | fat | fat fraction)", Path(body),
-                                      f"{eid}_{inst}_body.png", body_thumbnail))
+                                      f"{eid}_{inst}_body.png", body_thumbnail, link_original=False))
         rois = self._call(self.data.liver_rois, eid, inst) or {}
         for fld in sorted(rois, key=str):
             stem = Path(rois[fld])
@@ -85,7 +85,7 @@ class CardMaker:
             log.warning("report: image lookup for %s_%s failed: %s", eid, inst, exc)
             return None
 
-    def _thumb(self, caption: str, source: Path, name: str, make) -> Thumb:
+    def _thumb(self, caption: str, source: Path, name: str, make, link_original: bool = True) -> Thumb:
         rel = f"thumbs/{name}"
         try:
             sig = source_signature(source)
@@ -100,7 +100,15 @@ class CardMaker:
                 log.warning("report: cannot draw %s: %s", source, exc)
                 self.state.forget(rel)
                 return Thumb(caption, None, f"unreadable: {source.name}")
-        return Thumb(caption, f"{self.prefix}{rel}")
+        return Thumb(caption, f"{self.prefix}{rel}", href=self._original(source) if link_original else None)
+
+    def _original(self, source: Path) -> str | None:
+        """A relative link to ``source`` when it lies inside the output folder (so the link travels with it)."""
+        out = self.state.folder.parent.resolve()
+        try:
+            return source.resolve().relative_to(out).as_posix()
+        except ValueError:
+            return None
 
 
 def _safe(s: object) -> str:

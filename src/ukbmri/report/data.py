@@ -148,10 +148,20 @@ def _keys_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def flags_of(table: pd.DataFrame) -> pd.Series:
-    """The ``qc_flags`` column as clean strings ("" when clean or absent)."""
-    if "qc_flags" not in table.columns:
+    """``qc_flags`` (and any ``<stage>_qc_flags`` column) as one clean ``;``-joined string per row
+    ("" when clean or absent), each flag once."""
+    cols = [c for c in table.columns if str(c) == "qc_flags" or str(c).endswith("_qc_flags")]
+    if not cols:
         return pd.Series("", index=table.index, dtype=object)
-    return table["qc_flags"].fillna("").astype(str).str.strip().str.strip(";")
+    joined = table[cols[0]].fillna("").astype(str)
+    for c in cols[1:]:
+        joined = joined + ";" + table[c].fillna("").astype(str)
+    joined = joined.str.strip().str.strip(";")
+    messy = joined.str.contains(";", regex=False) | joined.str.contains(" ", regex=False)
+    if messy.any():  # rare: several columns or stray blanks -> split, dedupe in order
+        joined[messy] = [";".join(dict.fromkeys(p.strip() for p in s.split(";") if p.strip()))
+                         for s in joined[messy]]
+    return joined
 
 
 def flag_counts(table: pd.DataFrame) -> pd.Series:

@@ -98,7 +98,7 @@ def histogram_plots(table: pd.DataFrame, columns: Sequence[str]) -> list[Plot]:
 def _points(ax, x: np.ndarray, y: np.ndarray) -> None:
     """Markers that stay readable from 10 to 100,000 points."""
     n = x.size
-    ms, alpha = (3.0, 0.8) if n <= 2000 else (1.0, 0.3) if n <= 20000 else (0.5, 0.15)
+    ms, alpha = (4.0, 0.9) if n <= 200 else (3.0, 0.8) if n <= 2000 else (1.0, 0.3) if n <= 20000 else (0.5, 0.15)
     ax.plot(x, y, "o", ms=ms, alpha=alpha, color=_BLUE, mew=0, rasterized=True)
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-__all__ = ["esc", "src", "fmt", "Thumb", "Card", "card_html", "table_html", "document", "kv_table", "pager"]
+__all__ = ["anchor", "esc", "src", "fmt", "Thumb", "Card", "card_html", "table_html", "document", "kv_table", "pager"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1250px;
@@ -38,9 +38,9 @@ th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums
 .reasons{margin:.2em 0;padding-left:1.2em;font-size:.9em} .reasons .fail{color:#b00020}
 .values{font-size:.8em;color:#444;margin:.2em 0;display:flex;flex-direction:column}
 .thumbs{display:flex;flex-wrap:wrap;gap:.6em;align-items:flex-start}
-.thumbs figure{margin:0} .thumbs img{height:128px;width:auto;border:1px solid #999;background:#000}
+.thumbs figure{margin:0} .thumbs img{height:150px;width:auto;border:1px solid #999;background:#000}
 .thumbs figcaption{font-size:.75em;color:#555}
-.missing{display:inline-block;width:128px;height:128px;border:1px dashed #aaa;color:#777;font-size:.75em;
+.missing{display:inline-block;width:150px;height:150px;border:1px dashed #aaa;color:#777;font-size:.75em;
  padding:4px;box-sizing:border-box}
 .plots img{max-width:100%;border:1px solid #eee;margin:.3em 0}
 .pages a{margin-right:.4em} .muted{color:#666;font-size:.9em}
@@ -75,6 +75,7 @@ class Thumb:
     caption: str
     path: str | None  # relative to the page, or None when there is no image
     note: str = ""  # why there is none
+    href: str | None = None  # what a click opens (e.g. the full-size original); default: the thumbnail
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,12 @@ class Card:
 
     @property
     def anchor(self) -> str:
-        return f"p-{fmt(self.eid)}-{fmt(self.instance)}"
+        return anchor(self.eid, self.instance)
+
+
+def anchor(eid: object, instance: object) -> str:
+    """The id of a participant's card (``p-<eid>-<instance>``; a missing key stays empty)."""
+    return f"p-{fmt(eid)}-{fmt(instance)}"
 
 
 def card_html(c: Card) -> str:
@@ -110,8 +116,9 @@ def card_html(c: Card) -> str:
         figs = []
         for t in c.thumbs:
             if t.path:
-                figs.append(f'<figure><img src="{src(t.path)}" alt="{esc(t.caption)}" loading="lazy">'
-                            f"<figcaption>{esc(t.caption)}</figcaption></figure>")
+                figs.append(f'<figure><a href="{src(t.href or t.path)}"><img src="{src(t.path)}" '
+                            f'alt="{esc(t.caption)}" loading="lazy"></a><figcaption>{esc(t.caption)}</figcaption>'
+                            "</figure>")
             else:
                 figs.append(f'<figure><span class="missing">{esc(t.note or "no image")}</span>'
                             f"<figcaption>{esc(t.caption)}</figcaption></figure>")

@@ -42,7 +42,8 @@ def render_markdown(m: ReportModel, *, notes: Sequence[str], run_info: Mapping[s
         out.append("## Run")
         out.append("")
         for k, v in run_info.items():
-            out.append(f"- {_cell(k)}: {_cell(v if isinstance(v, str) else json.dumps(v, default=str, sort_keys=True))}")
+            text = v if isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
+            out.append(f"- {_cell(k)}: {_cell(text)}")
         out.append("")
     out += ["## Summary", "",
             f"- participants (table rows): {m.n_rows}",

@@ -63,8 +63,8 @@ def truth_frame(table: pd.DataFrame, truth: pd.DataFrame | None, pairs: Mapping[
     on = [k for k in KEYS if k in truth.columns and k in table.columns]
     pred_cols = []
     for p in pairs:
-        pred_cols += [p] + [c for c in (companion(table.columns, p, "ci95_low"), companion(table.columns, p, "ci95_high"))
-                            if c]
+        bounds = (companion(table.columns, p, "ci95_low"), companion(table.columns, p, "ci95_high"))
+        pred_cols += [p] + [c for c in bounds if c]
     left = table[on + list(dict.fromkeys(pred_cols))].copy()
     right = truth[on + sorted(set(pairs.values()))].copy()
     right = right.rename(columns={t: f"truth__{t}" for t in set(pairs.values())})

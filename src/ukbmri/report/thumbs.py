@@ -18,8 +18,8 @@ from ukbmri.io.atomic import atomic_path
 
 __all__ = ["THUMB_VERSION", "MAX_SIDE", "source_signature", "body_thumbnail", "roi_thumbnail"]
 
-THUMB_VERSION = "1"
-MAX_SIDE = 320  # pixels; larger ROI overlays are shrunk to fit
+THUMB_VERSION = "2"
+MAX_SIDE = 400  # pixels; larger ROI overlays are shrunk to fit
 
 
 def source_signature(path: str | os.PathLike[str]) -> str:

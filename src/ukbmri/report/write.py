@@ -20,7 +20,7 @@ import pandas as pd
 from ukbmri.report.cards import CardMaker
 from ukbmri.report.data import ReportData
 from ukbmri.report.figures import Plot
-from ukbmri.report.html import card_html, document, esc, kv_table, pager, src, table_html
+from ukbmri.report.html import anchor, card_html, document, esc, kv_table, pager, src, table_html
 from ukbmri.report.markdown import render_markdown
 from ukbmri.report.model import ReportModel, build_model
 from ukbmri.report.state import ReportState, write_if_changed
@@ -110,8 +110,8 @@ def _list_pages(m: ReportModel, pages: dict[str, str]) -> list[str]:
     poi = m.poi
     names = [f"flagged_{i + 1:03d}.html" for i in range((len(poi) + PAGE_ROWS - 1) // PAGE_ROWS)]
     reasons = [_reasons(f, e) for f, e in zip(poi["flags"], poi["failures"])]
-    anchors = [f"../report.html#p-{e}-{i}" if k < THUMB_CAP else None
-               for k, (e, i) in enumerate(zip(poi["eid"].astype(str), poi["instance"].astype(str)))]
+    anchors = [f"../report.html#{anchor(e, i)}" if k < THUMB_CAP else None
+               for k, (e, i) in enumerate(zip(poi["eid"], poi["instance"]))]
     for p, name in enumerate(names):
         sl = slice(p * PAGE_ROWS, (p + 1) * PAGE_ROWS)
         df = pd.DataFrame({"eid": poi["eid"].iloc[sl].to_numpy(), "instance": poi["instance"].iloc[sl].to_numpy(),
