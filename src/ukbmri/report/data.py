@@ -110,10 +110,10 @@ def value_columns(table: pd.DataFrame) -> list[str]:
     return cols
 
 
-def interval_columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """``(value, low, high)`` for every value column with a 95 % interval holding data."""
+def interval_columns(table: pd.DataFrame, values: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
+    """``(value, low, high)`` for every value column (``values``, default all) with a 95 % interval holding data."""
     out = []
-    for c in value_columns(table):
+    for c in value_columns(table) if values is None else values:
         lo, hi = companion(table.columns, c, "ci95_low"), companion(table.columns, c, "ci95_high")
         if lo and hi:
             if (np.isfinite(_numeric(table[lo])) & np.isfinite(_numeric(table[hi]))).any():

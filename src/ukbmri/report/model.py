@@ -57,7 +57,7 @@ def build_model(data: ReportData) -> ReportModel:
     poi = participants_of_interest(table, failures)
     sample = sample_others(table, poi, data.sample_size, data.seed)
     n_in_poi = int(poi["in_table"].sum()) if len(poi) else 0
-    intervals = interval_columns(table)
+    intervals = interval_columns(table, vcols)
     pairs = liver_agreement_pairs(table)
     merged = truth_frame(table, data.truth, data.truth_pairs)
     tstats = truth_stats(merged, data.truth_pairs) if len(merged) else pd.DataFrame()
@@ -77,4 +77,5 @@ def build_model(data: ReportData) -> ReportModel:
         n_rows=len(table), value_cols=vcols, poi=poi, unattached=unattached_failures(failures),
         n_failure_rows=len(failures), sample=sample, n_others=max(0, len(table) - n_in_poi),
         flag_counts=flag_counts(table), failure_counts=fc, summary=summary_stats(table, vcols),
-        agreement=agreement_stats(table, pairs), widths=interval_width_stats(table), truth=tstats, plots=plots)
+        agreement=agreement_stats(table, pairs), widths=interval_width_stats(table, intervals),
+        truth=tstats, plots=plots)

@@ -41,10 +41,10 @@ def agreement_stats(table: pd.DataFrame, pairs: Sequence[tuple[str, str, str]]) 
     return pd.DataFrame(rows, columns=["comparison", "reference", "other", "n", "bias", "sd", "loa_low", "loa_high"])
 
 
-def interval_width_stats(table: pd.DataFrame) -> pd.DataFrame:
+def interval_width_stats(table: pd.DataFrame, intervals: Sequence[tuple[str, str, str]] | None = None) -> pd.DataFrame:
     """Median and 5th/95th percentile of the 95 % interval width per column."""
     rows = []
-    for c, lo, hi in interval_columns(table):
+    for c, lo, hi in interval_columns(table) if intervals is None else intervals:
         w = _numeric(table[hi]) - _numeric(table[lo])
         w = w[np.isfinite(w)]
         q = np.percentile(w, [5, 50, 95]) if w.size else [np.nan] * 3

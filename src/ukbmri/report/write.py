@@ -82,9 +82,7 @@ def write_reports(out: str | os.PathLike[str], data: ReportData) -> list[Path]:
 def _ensure_plot(plot: Plot, state: ReportState) -> str | None:
     if state.fresh(plot.name, plot.digest()):
         return plot.name
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # Plots are bare matplotlib Figure objects (no pyplot): PNGs are drawn by Agg and no global backend is set.
     from ukbmri.io.atomic import atomic_path
 
     try:
