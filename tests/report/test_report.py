@@ -190,6 +190,12 @@ def test_nothing_is_rewritten_when_unchanged(synth, tmp_path):
     assert "report_files/hist_01.png" in changed
     assert not any(k.startswith("report_files/thumbs/") for k in changed)
     assert "report_files/bland_altman_01.png" not in changed
+    assert "report_files/flagged_001.html" not in changed
+
+    table.loc[0, "qc_flags"] = "new_flag"  # the flagged list changed: its page again
+    write_reports(out, ReportData(**{**data.__dict__, "table": table}))
+    page = out / "report_files" / "flagged_001.html"
+    assert page.stat().st_mtime_ns != after["report_files/flagged_001.html"] and "new_flag" in page.read_text()
 
 
 def test_thumbnails_capped_and_the_rest_paged(synth, tmp_path, monkeypatch, check_images, html_refs):

@@ -164,9 +164,9 @@ def flags_of(table: pd.DataFrame) -> pd.Series:
     return joined
 
 
-def flag_counts(table: pd.DataFrame) -> pd.Series:
+def flag_counts(table: pd.DataFrame, flags: pd.Series | None = None) -> pd.Series:
     """How many participants carry each flag, most frequent first."""
-    flags = flags_of(table)
+    flags = flags_of(table) if flags is None else flags
     flags = flags[flags != ""]
     if flags.empty:
         return pd.Series(dtype="int64")
@@ -186,15 +186,17 @@ def _failures(failures: pd.DataFrame | None) -> pd.DataFrame:
     return f
 
 
-def participants_of_interest(table: pd.DataFrame, failures: pd.DataFrame | None) -> pd.DataFrame:
+def participants_of_interest(table: pd.DataFrame, failures: pd.DataFrame | None,
+                             flags: pd.Series | None = None) -> pd.DataFrame:
     """Flagged or failed participants, one row each, sorted by (eid, instance).
 
     Columns: ``eid``, ``instance``, ``flags`` (list of flag names), ``failures`` (list of
     ``"stage: error: message"`` strings) and ``in_table`` (whether the table has the row).
-    A failed participant with no table row (every stage failed) is included.
+    A failed participant with no table row (every stage failed) is included. ``flags`` is
+    :func:`flags_of` of the table when already computed.
     """
     keys = _keys_frame(table)
-    flags = flags_of(table)
+    flags = flags_of(table) if flags is None else flags
     flagged = keys[(flags != "").to_numpy()].copy()
     flagged["flags"] = [[p.strip() for p in s.split(";") if p.strip()] for s in flags[flags != ""]]
     f = _failures(failures)
@@ -208,9 +210,10 @@ def participants_of_interest(table: pd.DataFrame, failures: pd.DataFrame | None)
     out = flagged.merge(failed, on=KEYS, how="outer")
     out["flags"] = [v if isinstance(v, list) else [] for v in out["flags"]]
     out["failures"] = [v if isinstance(v, list) else [] for v in out["failures"]]
-    present = pd.MultiIndex.from_frame(keys.astype(object).where(keys.notna(), None))
-    out["in_table"] = pd.MultiIndex.from_frame(out[KEYS].astype(object).where(out[KEYS].notna(), None)).isin(present)
     out[KEYS] = out[KEYS].astype("Int64")
+    present = keys.drop_duplicates().assign(in_table=True)
+    out = out.merge(present, on=KEYS, how="left")
+    out["in_table"] = out["in_table"].fillna(False).astype(bool)
     return out.sort_values(KEYS, na_position="last", kind="stable").reset_index(drop=True)
 
 

@@ -11,6 +11,7 @@ from ukbmri.report import figures
 from ukbmri.report.data import (
     ReportData,
     flag_counts,
+    flags_of,
     interval_columns,
     liver_agreement_pairs,
     participants_of_interest,
@@ -54,7 +55,8 @@ def build_model(data: ReportData) -> ReportModel:
     table = data.table if data.table is not None else pd.DataFrame()
     failures = data.failures if data.failures is not None else pd.DataFrame()
     vcols = value_columns(table)
-    poi = participants_of_interest(table, failures)
+    flags = flags_of(table)
+    poi = participants_of_interest(table, failures, flags)
     sample = sample_others(table, poi, data.sample_size, data.seed)
     n_in_poi = int(poi["in_table"].sum()) if len(poi) else 0
     intervals = interval_columns(table, vcols)
@@ -76,6 +78,6 @@ def build_model(data: ReportData) -> ReportModel:
     return ReportModel(
         n_rows=len(table), value_cols=vcols, poi=poi, unattached=unattached_failures(failures),
         n_failure_rows=len(failures), sample=sample, n_others=max(0, len(table) - n_in_poi),
-        flag_counts=flag_counts(table), failure_counts=fc, summary=summary_stats(table, vcols),
+        flag_counts=flag_counts(table, flags), failure_counts=fc, summary=summary_stats(table, vcols),
         agreement=agreement_stats(table, pairs), widths=interval_width_stats(table, intervals),
         truth=tstats, plots=plots)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ukbmri.report.cards import CardMaker
 from ukbmri.report.data import ReportData
-from ukbmri.report.figures import Plot
+from ukbmri.report.figures import Plot, frame_digest
 from ukbmri.report.html import anchor, card_html, document, esc, kv_table, pager, src, table_html
 from ukbmri.report.markdown import render_markdown
 from ukbmri.report.model import ReportModel, build_model
@@ -33,6 +33,7 @@ FILES = "report_files"
 THUMB_CAP = 500  # flagged/failed participants shown with thumbnails on the main page
 PAGE_ROWS = 1000  # rows per static list page
 INLINE_FAILURES = 200  # unattached failures listed on the main page
+PAGES_VERSION = "1"  # bump when the list pages change, so cached pages are rewritten
 
 _SECTIONS = {
     "distributions": "Cohort distributions",
@@ -60,7 +61,7 @@ def write_reports(out: str | os.PathLike[str], data: ReportData) -> list[Path]:
     sample_cards = maker.cards(m.sample)
 
     pages: dict[str, str] = {}
-    poi_pages = _list_pages(m, pages)
+    poi_pages = _list_pages(m, pages, state)
     fail_pages = _failure_pages(m, pages)
     main = _main_page(m, data, plot_files, poi_cards, sample_cards, poi_pages, fail_pages)
     md = render_markdown(m, notes=data.notes, run_info=data.run_info,
@@ -101,13 +102,17 @@ def _reasons(flags, failures) -> str:
     return "; ".join([f"flag: {f}" for f in flags] + [f"failed: {f}" for f in failures])
 
 
-def _list_pages(m: ReportModel, pages: dict[str, str]) -> list[str]:
+def _list_pages(m: ReportModel, pages: dict[str, str], state: ReportState) -> list[str]:
     """All flagged/failed participants as static table pages (no thumbnails)."""
     if m.poi.empty:
         return []
     poi = m.poi
     names = [f"flagged_{i + 1:03d}.html" for i in range((len(poi) + PAGE_ROWS - 1) // PAGE_ROWS)]
     reasons = [_reasons(f, e) for f, e in zip(poi["flags"], poi["failures"])]
+    digest = frame_digest(pd.DataFrame({"eid": poi["eid"], "instance": poi["instance"], "in": poi["in_table"],
+                                        "reasons": reasons}), extra=f"{PAGES_VERSION}|{PAGE_ROWS}|{THUMB_CAP}")
+    if all([state.fresh(n, digest) for n in names]):  # (a list: every page is recorded as kept)
+        return names
     anchors = [f"../report.html#{anchor(e, i)}" if k < THUMB_CAP else None
                for k, (e, i) in enumerate(zip(poi["eid"], poi["instance"]))]
     for p, name in enumerate(names):
@@ -119,6 +124,7 @@ def _list_pages(m: ReportModel, pages: dict[str, str]) -> list[str]:
                 f"<h1>Flagged and failed participants: rows {sl.start + 1}-{min(sl.stop, len(poi))} of {len(poi)}</h1>"
                 + pager(names, p) + table_html(df, links={"eid": anchors[sl]}) + pager(names, p))
         pages[name] = document(f"flagged participants, page {p + 1}", body)
+        state.made(name)
     return names
 
 
