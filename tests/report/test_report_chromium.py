@@ -41,6 +41,7 @@ window.addEventListener("load", function () {
 
 def _run(exe: str, args: list[str], tmp_path: Path) -> str:
     cmd = [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions",
+           "--disable-dev-shm-usage",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
