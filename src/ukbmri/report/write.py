@@ -77,7 +77,7 @@ def write_reports(out: str | os.PathLike[str], data: ReportData) -> list[Path]:
     log.info("report: %d rows, %d flagged/failed, %d images drawn, %d pages written, %d stale files removed, %.2f s",
              m.n_rows, len(m.poi), len(state.rewritten), written, removed, time.perf_counter() - t0)
     plots = [folder / f for names in plot_files.values() for f in names]
-    return [out / "report.html", out / "report.md"] + [folder / p for p in sorted(pages)] + plots
+    return [out / "report.html", out / "report.md"] + [folder / p for p in poi_pages + fail_pages] + plots
 
 
 def _ensure_plot(plot: Plot, state: ReportState) -> str | None:
