@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ukbmri.report.data import KEYS, ReportData, _numeric
+from ukbmri.report.data import KEYS, ReportData, numeric_values
 from ukbmri.report.html import Card, Thumb, fmt
 from ukbmri.report.state import ReportState
 from ukbmri.report.thumbs import body_thumbnail, roi_thumbnail, source_signature
@@ -59,7 +59,7 @@ class CardMaker:
             return [[] for _ in range(len(rows))]
         idx = pd.MultiIndex.from_frame(rows[KEYS].astype("Int64"))
         found = self._values.reindex(idx)
-        cols = {c: _numeric(found[c]) for c in self.show}
+        cols = {c: numeric_values(found[c]) for c in self.show}
         return [[(c, fmt(cols[c][i])) for c in self.show if np.isfinite(cols[c][i])] for i in range(len(rows))]
 
     def _thumbs(self, eid, inst) -> list[Thumb]:

@@ -27,6 +27,8 @@ __all__ = [
     "unattached_failures",
     "sample_others",
     "flag_counts",
+    "flags_of",
+    "numeric_values",
 ]
 
 KEYS = ["eid", "instance"]
@@ -74,7 +76,8 @@ def _is_provenance(col: str) -> bool:
     return col.endswith(("_fingerprint", "_sha256")) or col == "ukbmri_version"
 
 
-def _numeric(s: pd.Series) -> np.ndarray:
+def numeric_values(s: pd.Series) -> np.ndarray:
+    """A column as float64 (non-numbers and NA become NaN)."""
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -105,7 +108,7 @@ def value_columns(table: pd.DataFrame) -> list[str]:
             continue
         if not (c.endswith(UNIT_SUFFIXES) or companion(table.columns, c, "variance")):
             continue
-        if np.isfinite(_numeric(table[c])).any():
+        if np.isfinite(numeric_values(table[c])).any():
             cols.append(c)
     return cols
 
@@ -116,7 +119,7 @@ def interval_columns(table: pd.DataFrame, values: Sequence[str] | None = None) -
     for c in value_columns(table) if values is None else values:
         lo, hi = companion(table.columns, c, "ci95_low"), companion(table.columns, c, "ci95_high")
         if lo and hi:
-            if (np.isfinite(_numeric(table[lo])) & np.isfinite(_numeric(table[hi]))).any():
+            if (np.isfinite(numeric_values(table[lo])) & np.isfinite(numeric_values(table[hi]))).any():
                 out.append((c, lo, hi))
     return out
 
@@ -134,7 +137,7 @@ def liver_agreement_pairs(table: pd.DataFrame, min_n: int = 2) -> list[tuple[str
     out = []
     for a, b, title in _AGREEMENT:
         if a in table.columns and b in table.columns:
-            if (np.isfinite(_numeric(table[a])) & np.isfinite(_numeric(table[b]))).sum() >= min_n:
+            if (np.isfinite(numeric_values(table[a])) & np.isfinite(numeric_values(table[b]))).sum() >= min_n:
                 out.append((a, b, title))
     return out
 

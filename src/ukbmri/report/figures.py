@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ukbmri.report.data import _numeric, companion
+from ukbmri.report.data import numeric_values, companion
 
 __all__ = ["Plot", "histogram_plots", "agreement_plots", "width_plots", "truth_plots", "frame_digest"]
 
@@ -85,7 +85,7 @@ def _hist_panel(ax, v: np.ndarray, title: str, color: str = _BLUE) -> None:
 def _draw_hists(df: pd.DataFrame):
     fig, axes = _figure(len(df.columns))
     for ax, c in zip(axes, df.columns):
-        _hist_panel(ax, _numeric(df[c]), str(c))
+        _hist_panel(ax, numeric_values(df[c]), str(c))
     return fig
 
 
@@ -104,7 +104,7 @@ def _points(ax, x: np.ndarray, y: np.ndarray) -> None:
 
 def _draw_agreement(df: pd.DataFrame, title: str):
     a, b = df.columns[:2]
-    x, y = _numeric(df[a]), _numeric(df[b])
+    x, y = numeric_values(df[a]), numeric_values(df[b])
     ok = np.isfinite(x) & np.isfinite(y)
     mean, diff = (x[ok] + y[ok]) / 2, y[ok] - x[ok]
     fig, (ax,) = _figure(1, 4.6, 3.6, left=0.85, bottom=0.5, top=0.35)
@@ -135,7 +135,7 @@ def agreement_plots(table: pd.DataFrame, pairs: Sequence[tuple[str, str, str]]) 
 def _draw_widths(df: pd.DataFrame, names: Sequence[str]):
     fig, axes = _figure(len(names))
     for ax, name, lo, hi in zip(axes, names, df.columns[0::2], df.columns[1::2]):
-        _hist_panel(ax, _numeric(df[hi]) - _numeric(df[lo]), f"{name}\n95 % interval width", color="#228833")
+        _hist_panel(ax, numeric_values(df[hi]) - numeric_values(df[lo]), f"{name}\n95 % interval width", color="#228833")
     return fig
 
 
@@ -153,11 +153,11 @@ def width_plots(table: pd.DataFrame, intervals: Sequence[tuple[str, str, str]]) 
 def _draw_truth(df: pd.DataFrame, pairs: Mapping[str, str]):
     fig, axes = _figure(len(pairs), 3.2, 3.0, bottom=0.55)
     for ax, (p, t) in zip(axes, pairs.items()):
-        x, y = _numeric(df[f"truth__{t}"]), _numeric(df[p])
+        x, y = numeric_values(df[f"truth__{t}"]), numeric_values(df[p])
         ok = np.isfinite(x) & np.isfinite(y)
         lo, hi = companion(df.columns, p, "ci95_low"), companion(df.columns, p, "ci95_high")
         if lo and hi and ok.sum() <= 2000:
-            a, b = _numeric(df[lo])[ok], _numeric(df[hi])[ok]
+            a, b = numeric_values(df[lo])[ok], numeric_values(df[hi])[ok]
             ax.vlines(x[ok], a, b, color=_BLUE, alpha=0.25, lw=0.6)
         _points(ax, x[ok], y[ok])
         if ok.any():

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ukbmri.report.data import KEYS, _numeric, companion, interval_columns
+from ukbmri.report.data import KEYS, numeric_values, companion, interval_columns
 
 __all__ = ["summary_stats", "agreement_stats", "interval_width_stats", "truth_frame", "truth_stats"]
 
@@ -16,7 +16,7 @@ def summary_stats(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """n, missing, mean, sd, min, median, max per column."""
     rows = []
     for c in columns:
-        v = _numeric(table[c])
+        v = numeric_values(table[c])
         ok = v[np.isfinite(v)]
         rows.append({"column": c, "n": int(ok.size), "missing": int(v.size - ok.size),
                      "mean": float(ok.mean()) if ok.size else np.nan,
@@ -31,7 +31,7 @@ def agreement_stats(table: pd.DataFrame, pairs: Sequence[tuple[str, str, str]]) 
     """Bland-Altman numbers per ``(reference, comparison, title)``: bias = comparison - reference."""
     rows = []
     for a, b, title in pairs:
-        x, y = _numeric(table[a]), _numeric(table[b])
+        x, y = numeric_values(table[a]), numeric_values(table[b])
         ok = np.isfinite(x) & np.isfinite(y)
         d = y[ok] - x[ok]
         sd = float(d.std(ddof=1)) if d.size > 1 else np.nan
@@ -45,7 +45,7 @@ def interval_width_stats(table: pd.DataFrame, intervals: Sequence[tuple[str, str
     """Median and 5th/95th percentile of the 95 % interval width per column."""
     rows = []
     for c, lo, hi in interval_columns(table) if intervals is None else intervals:
-        w = _numeric(table[hi]) - _numeric(table[lo])
+        w = numeric_values(table[hi]) - numeric_values(table[lo])
         w = w[np.isfinite(w)]
         q = np.percentile(w, [5, 50, 95]) if w.size else [np.nan] * 3
         rows.append({"column": c, "n": int(w.size), "p5": float(q[0]), "median": float(q[1]), "p95": float(q[2])})
@@ -82,7 +82,7 @@ def truth_stats(merged: pd.DataFrame, pairs: Mapping[str, str]) -> pd.DataFrame:
         tc = f"truth__{t}"
         if p not in merged.columns or tc not in merged.columns:
             continue
-        y, x = _numeric(merged[p]), _numeric(merged[tc])
+        y, x = numeric_values(merged[p]), numeric_values(merged[tc])
         ok = np.isfinite(x) & np.isfinite(y)
         err = y[ok] - x[ok]
         r = np.nan
@@ -91,7 +91,7 @@ def truth_stats(merged: pd.DataFrame, pairs: Mapping[str, str]) -> pd.DataFrame:
         cov, n_cov = np.nan, 0
         lo, hi = companion(merged.columns, p, "ci95_low"), companion(merged.columns, p, "ci95_high")
         if lo and hi:
-            a, b = _numeric(merged[lo]), _numeric(merged[hi])
+            a, b = numeric_values(merged[lo]), numeric_values(merged[hi])
             okc = np.isfinite(a) & np.isfinite(b) & np.isfinite(x)
             n_cov = int(okc.sum())
             if n_cov:
