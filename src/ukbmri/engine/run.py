@@ -448,14 +448,28 @@ def _manifest(plan, opts, cohort, excluded, counts, started, shard, command, com
 
 
 def _report(out: Path, table, fails, opts: RunOptions, notes, manifest) -> None:
-    from ukbmri.engine.report import TRUTH_PAIRS, compare_with_truth, write_report
+    from ukbmri.engine.report import TRUTH_PAIRS, compare_with_truth
+    from ukbmri.report import ReportData, write_reports
 
-    comparison = None
+    truth = None
     if opts.truth is not None and Path(opts.truth).is_file():
-        comparison = compare_with_truth(table, pd.read_csv(opts.truth), TRUTH_PAIRS)
-        write_table(comparison, out / "truth_comparison", formats=("csv",))
-    key_cols = [c for c in TRUTH_PAIRS if c in table] + [c for c in table if c.endswith("_percent") and c not in TRUTH_PAIRS]
-    failures = [Failure(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in fails.to_dict("records")]
-    write_report(out, table, failures, inputs={"visits": manifest["cohort"]["visits"],
-                                               "jobs": sum(s["planned"] for s in manifest["stages"].values())},
-                 key_columns=key_cols[:12], truth_comparison=comparison, notes=notes)
+        truth = pd.read_csv(opts.truth)
+        write_table(compare_with_truth(table, truth, TRUTH_PAIRS), out / "truth_comparison", formats=("csv",))
+    cache = Path(opts.cache_dir) if opts.cache_dir else out / "cache"
+    images = dict(zip(zip(table["eid"], table["instance"]), table["body_image"])) if "body_image" in table else {}
+
+    def body_image(eid: int, instance: int) -> Path | None:
+        stem = images.get((eid, instance))
+        p = cache / f"{stem}.npy" if isinstance(stem, str) else None
+        return p if p is not None and p.is_file() else None
+
+    def liver_rois(eid: int, instance: int) -> dict[str, Path]:
+        rois = {}
+        for fld in (20203, 20254):
+            stem = out / "liver_roi" / f"{eid}_{instance}_{fld}"
+            if stem.with_suffix(".png").is_file():
+                rois[str(fld)] = stem
+        return rois
+
+    write_reports(out, ReportData(table=table, failures=fails, body_image=body_image, liver_rois=liver_rois,
+                                  truth=truth, truth_pairs=TRUTH_PAIRS, notes=tuple(notes), run_info=manifest))
