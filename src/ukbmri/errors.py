@@ -40,6 +40,7 @@ __all__ = [
     "CacheError",
     "OutputExistsError",
     "WorkerDiedError",
+    "GitLfsPointerError",
 ]
 
 
@@ -202,3 +203,8 @@ class OutputExistsError(UkbmriError):
 
 class WorkerDiedError(UkbmriError):
     """A worker process died (killed for memory, a native crash) while a participant was in flight."""
+
+
+# -- models / modules (continued) ----------------------------------------------
+class GitLfsPointerError(ModuleError):
+    """A weights file is a Git LFS pointer (a small text file), not the model: fetch the real file."""
