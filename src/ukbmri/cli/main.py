@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fatwater": ("ukbmri.cli.fatwater", "fatwater", "Fat-water separation on multi-echo data."),
     "run": ("ukbmri.cli.run", "run", "Whole pipeline: folder of zips -> one participant table."),
     "demo": ("ukbmri.cli.demo", "demo", "Generate a demo cohort and run the main job on it."),
+    "ml4h": ("ukbmri.cli.ml4h", "ml4h", "Published ml4h liver networks: import, check-normalisation."),
 }
 
 

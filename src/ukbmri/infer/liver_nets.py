@@ -403,6 +403,7 @@ def load_liver_net(
     if input_normalisation is not None and input_normalisation != net.input_normalisation:
         log.info("%s: input normalisation %s (overriding %s)", path, input_normalisation, net.input_normalisation)
         net.input_normalisation = input_normalisation
+        net.info["input_normalisation"] = input_normalisation
         net.info["input_normalisation_source"] = "set by the caller"
     return net
 
