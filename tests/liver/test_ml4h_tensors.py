@@ -126,13 +126,16 @@ def test_cli_writes_good_participants_and_reports_bad_ones(tmp_path, liver_dicom
     ideal_zip(liver_dicom, src / "1000001_20254_2_0.zip")
     gre_zip(liver_dicom, src / "1000002_20203_2_0.zip")
     (src / "1000003_20203_2_0.zip").write_bytes(b"not a zip at all")
+    (src / "scans.zip").write_bytes(b"unrelated")
     visits, unnamed = find_liver_visits([tmp_path / "zips"])
     assert [(v.eid, v.instance, len(v.zips)) for v in visits] == [(1000001, 2, 2), (1000002, 2, 1), (1000003, 2, 1)]
+    assert unnamed == [src / "scans.zip"]
     out = tmp_path / "hd5"
     r = CliRunner().invoke(cli, ["preprocess", "liver", str(tmp_path / "zips"), "--hd5", str(out)])
     assert r.exit_code == 1, r.output
     assert sorted(p.name for p in out.glob("*.hd5")) == ["1000001.hd5", "1000002.hd5"]
-    assert "1000003 visit 2: NotAZipError" in r.output
+    assert "1000003 visit 2: NotAZipError" in r.output and "skipped " in r.output
+    assert "2 participant files written, 0 already there, 1 failed" in r.output
     assert "1000003" in (out / "failures.csv").read_text()
     with h5py.File(out / "1000001.hd5", "r") as f:
         assert {f"{GRE}", f"{GRE}_12bit", IDEAL, f"{IDEAL}_12bit"} == set(f["ukb_liver_mri"])

@@ -79,11 +79,13 @@ def liver(inputs, hd5_dir, labels_path, overwrite) -> None:
     from ukbmri.preprocess.ml4h_tensorize import find_liver_visits, read_label_table, tensorize_liver
 
     labels = read_label_table(labels_path) if labels_path is not None else None
-    visits, unnamed = find_liver_visits(inputs)
-    if not visits and not unnamed:
-        raise click.UsageError("no 20203 / 20254 zips found in the inputs")
+    visits, _ = find_liver_visits(inputs)
+    if not visits:
+        raise click.UsageError("no <eid>_20203_* / <eid>_20254_* zips found in the inputs")
     with progress(len(visits), "preprocess liver") as advance:
         summary = tensorize_liver(inputs, hd5_dir, labels=labels, overwrite=overwrite, progress=advance)
+    for z in summary.unnamed:
+        click.echo(f"skipped {z}: not named <eid>_<field>_<instance>_<array>.zip", err=True)
     click.echo(
         f"{len(summary.written)} participant files written, {len(summary.skipped)} already there, "
         f"{len(summary.failures)} failed -> {hd5_dir}"
@@ -96,7 +98,6 @@ def liver(inputs, hd5_dir, labels_path, overwrite) -> None:
             for x in summary.failures:
                 w.writerow([x.eid, x.instance, x.input, x.error, x.message])
         for x in summary.failures:
-            who = f"{x.eid} visit {x.instance}" if x.eid is not None else Path(x.input).name
-            click.echo(f"failed: {who}: {x.error}: {x.message}", err=True)
+            click.echo(f"failed: {x.eid} visit {x.instance}: {x.error}: {x.message}", err=True)
         click.echo(f"failures listed in {ledger}", err=True)
         raise click.exceptions.Exit(1)

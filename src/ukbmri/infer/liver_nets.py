@@ -71,21 +71,13 @@ import torch
 from torch import nn
 
 from ukbmri import __version__
-from ukbmri.errors import FieldMismatchError, ModuleError, TensorError
+from ukbmri.errors import ModuleError, TensorError
 from ukbmri.io.atomic import staged_folder, write_bytes, write_text
 from ukbmri.models import resolve_device
 from ukbmri.models.checkpoint import extract_state_dict, safe_torch_load
 from ukbmri.models.ml4h_liver import LiverStudent, LiverTeacher
 from ukbmri.models.published import PUBLISHED_ML4H_FILES, check_not_lfs_pointer
-from ukbmri.preprocess.liver_tensors import (
-    GRE_FIELD,
-    GRE_SHAPE,
-    IDEAL_FIELD,
-    IDEAL_SHAPE,
-    gre_echoes,
-    ideal_echoes,
-    zero_mean_std1,
-)
+from ukbmri.preprocess.liver_tensors import GRE_FIELD, GRE_SHAPE, IDEAL_FIELD, IDEAL_SHAPE, zero_mean_std1
 from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
 
 __all__ = [
@@ -102,6 +94,7 @@ __all__ = [
     "liver_weights_kind",
     "resolve_liver_weights",
     "liver_input_flags",
+    "LIVER_INPUT_FLAGS",
     "normalise_liver_input",
     "save_liver_net",
     "write_liver_net_files",
@@ -627,4 +620,9 @@ def default_liver_weights() -> Path | None:
 
 
 # resolving weights paths and flagging inputs live in their own module (re-exported here)
-from ukbmri.infer.liver_weights import liver_input_flags, liver_weights_kind, resolve_liver_weights  # noqa: E402
+from ukbmri.infer.liver_weights import (  # noqa: E402
+    LIVER_INPUT_FLAGS,
+    liver_input_flags,
+    liver_weights_kind,
+    resolve_liver_weights,
+)

@@ -133,6 +133,7 @@ class TensorizeSummary:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  #: files already there (no overwrite)
     failures: list[TensorizeFailure] = field(default_factory=list)
+    unnamed: list[Path] = field(default_factory=list)  #: .zip files not named <eid>_<field>_<instance>_<array>
 
 
 # --------------------------------------------------------------------------- finding zips
@@ -406,10 +407,9 @@ def tensorize_liver(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     visits, unnamed = find_liver_visits(inputs)
-    summary = TensorizeSummary()
+    summary = TensorizeSummary(unnamed=list(unnamed))
     for z in unnamed:
-        summary.failures.append(TensorizeFailure(None, None, str(z), "NameError",
-                                                 "not named <eid>_<field>_<instance>_<array>.zip"))  # fmt: skip
+        log.warning("%s: not named <eid>_<field>_<instance>_<array>.zip, not read", z)
     by_eid: dict[int, list[LiverVisit]] = {}
     for v in visits:
         by_eid.setdefault(v.eid, []).append(v)
