@@ -207,3 +207,17 @@ def test_liver_input_flags(tmp_path, liver_factories):
     assert liver_input_flags(ours, _gre(liver_factories, tmp_path, peak=5000.0, instance_numbers=swapped)) == ()
     with pytest.raises(FieldMismatchError):
         liver_input_flags(ml4h, FakeZip(tmp_path / "x_20254_2_0.zip", 20254, ()))
+
+
+def test_kind_recognition_refuses_contradictions(tmp_path):
+    torch.manual_seed(0)
+    odd = save_keras_h5_weights(LiverTeacher(36, input_hw=SMALL), tmp_path / "odd.h5")  # student's channels
+    with pytest.raises(ModuleError, match="36 channels .* the layers are the teacher's"):
+        load_liver_net(odd)
+
+
+def test_lfs_pointer_in_a_weights_folder(tmp_path):
+    folder = _folder(tmp_path, "t", "teacher")
+    (folder / "weights.pt").write_text(LFS.replace("624ae5c6", "11111111"))
+    with pytest.raises(GitLfsPointerError, match="git lfs pull"):
+        load_liver_net(folder)

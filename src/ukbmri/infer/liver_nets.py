@@ -87,7 +87,6 @@ __all__ = [
     "KINDS",
     "INPUT_NORMALISATIONS",
     "ML4H_TRAINING_MAX_STORED_VALUE",
-    "KERAS_SUFFIXES",
     "LiverNet",
     "build_liver_model",
     "load_liver_net",
@@ -117,8 +116,6 @@ INPUT_NORMALISATIONS = ("zero_mean_std1", "none")
 #: ml4h set images whose LargestImagePixelValue exceeds this aside as ``<series>_12bit`` tensors,
 #: so the published networks never saw them.
 ML4H_TRAINING_MAX_STORED_VALUE = 2048.0
-#: File name endings read as Keras files by :func:`load_liver_net` / :func:`resolve_liver_weights`.
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 _FIELDS = {"teacher": GRE_FIELD, "student": IDEAL_FIELD}
 
 #: kind -> (network class, input TensorMap, output TensorMap, default (C, H, W))
