@@ -45,6 +45,7 @@ import numpy as np
 
 from ukbmri.errors import LiverInputError, TargetsError, UkbmriError
 from ukbmri.io.hd5 import LABEL_GROUP, LIVER_GROUP, write_ml4h_file
+from ukbmri.preprocess.tensormaps import TENSOR_MAPS
 from ukbmri.types import ParticipantKey
 
 __all__ = [
@@ -285,8 +286,8 @@ def ml4h_tensors_from_zip(path: str | os.PathLike[str], instance: int | None = N
 # --------------------------------------------------------------------------- labels
 _UKB_COLUMN = re.compile(r"^22402-(\d+)\.(\d+)$")
 _ML4H_NAME = re.compile(r"^\d+_[A-Za-z0-9-]+_\d+_\d+$")
-_ALIASES = {"liver_fat_teacher_percent": "liver_fat_sentinel_prediction"}
-_SENTINEL_NAME = "liver_fat_sentinel_prediction"
+_SENTINEL_NAME = TENSOR_MAPS["liver_fat_echo_predicted"].dataset_name  # liver_fat_sentinel_prediction
+_ALIASES = {"liver_fat_teacher_percent": _SENTINEL_NAME}
 
 
 def _label_name(column: str) -> str | None:
