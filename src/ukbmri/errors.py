@@ -43,6 +43,7 @@ __all__ = [
     "OutputError",
     "RunLockedError",
     "InputRejectedError",
+    "GitLfsPointerError",
 ]
 
 
@@ -217,3 +218,7 @@ class RunLockedError(UkbmriError):
 
 class InputRejectedError(UkbmriError):
     """An input failed the plausibility checks, so no network sees it (the reason says which)."""
+
+# -- models / modules (continued) ----------------------------------------------
+class GitLfsPointerError(ModuleError):
+    """A weights file is a Git LFS pointer (a small text file), not the model: fetch the real file."""

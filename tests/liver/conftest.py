@@ -127,3 +127,24 @@ def ideal_zip(tmp_path):
         return FakeZip(tmp_path / "1000001_20254_2_0.zip", 20254, tuple(series))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def keras_files():
+    """The tests/liver/keras_files.py helpers (Keras files of the ml4h liver architectures)."""
+    import importlib.util
+    import sys
+
+    name = "ukbmri_tests_keras_files"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("keras_files.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def liver_factories():
+    """``(make_series, FakeZip)`` for tests that build their own stand-ins."""
+    return make_series, FakeZip

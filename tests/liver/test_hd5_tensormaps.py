@@ -133,3 +133,11 @@ def test_input_map_normalise_is_zero_mean_std1():
     x = np.random.default_rng(1).uniform(0, 500, size=(10, 8, 8))
     y = TENSOR_MAPS[GRE].normalise(x)
     assert abs(y.mean()) < 1e-5 and y.std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_label_maps_name_their_ml4h_datasets():
+    from ukbmri.preprocess.tensormaps import get_tensor_map
+
+    assert get_tensor_map("liver_fat").dataset_name == "22402_Liver-fat-percentage_2_0"
+    assert get_tensor_map("liver_fat_echo_predicted").dataset_name == "liver_fat_sentinel_prediction"
+    assert get_tensor_map("gre_mullti_echo_10_te_liver").dataset_name == "gre_mullti_echo_10_te_liver"

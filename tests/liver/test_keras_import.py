@@ -1,7 +1,7 @@
 """Keras -> PyTorch import of the ml4h liver networks.
 
-The Keras models are built here exactly as drawn in the published diagrams
-(layer names, concatenation order, pooling positions), given seeded random
+The Keras models are built by tests/liver/keras_files.py exactly as drawn in the
+published diagrams (layer names, concatenation order, pooling positions), given seeded random
 weights, saved in each Keras format, imported with h5py only, and compared on
 random inputs. Needs the optional ``keras`` extra (skipped without it); the
 h5py-only round trip and the error cases run always.
@@ -10,7 +10,6 @@ h5py-only round trip and the error cases run always.
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np
@@ -26,72 +25,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def keras():
-    if "keras" not in __import__("sys").modules:
-        os.environ["KERAS_BACKEND"] = "torch"
-    k = pytest.importorskip("keras")
-    if k.backend.backend() != "torch":
-        pytest.skip(f"keras backend is {k.backend.backend()}, not torch")
-    return k
+def keras(keras_files):
+    return keras_files.keras_or_skip()
 
 
-def build_keras(keras, kind: str):
-    """The published Keras model, layer for layer (names as in the diagrams)."""
-    L = keras.layers
-    n = {"conv": 0 if kind == "teacher" else 1, "act": 0 if kind == "teacher" else 1}
-
-    def relu(x):
-        j = n["act"]
-        n["act"] += 1
-        return L.Activation("relu", name=f"activation_{j}" if j else "activation")(x)
-
-    def conv(x, filters):
-        i = n["conv"]
-        n["conv"] += 1
-        return relu(L.Conv2D(filters, 3, padding="same", name=f"conv2d_{i}" if i else "conv2d")(x))
-
-    if kind == "teacher":
-        inp = keras.Input((160, 160, 10), name="input_gre_mullti_echo_10_te_liver_continuous")
-        x = L.MaxPooling2D(2)(conv(inp, 32))
-        for b, w in enumerate((32, 24, 16)):
-            if b:
-                x = L.MaxPooling2D(2)(x)
-            dense = [x]
-            for i in range(3):
-                x = conv(x, w)
-                if i < 2:
-                    dense.append(x)
-                    x = L.Concatenate()(dense)
-        dense_name = "dense"
-    else:
-        inp = keras.Input((232, 256, 36), name="input_lms_ideal_optimised_low_flip_6dyn_root_array")
-        x = conv(inp, 32)
-        for w in (32, 24, 16):
-            x = L.MaxPooling2D(2)(conv(x, w))
-            dense = [x]
-            for _ in range(2):
-                x = conv(x, w)
-                dense.append(x)
-                x = L.Concatenate()(dense)
-        dense_name = "dense_1"
-    x = L.Flatten()(x)
-    x = relu(L.Dense(16, name=dense_name)(x))
-    x = relu(L.Dense(64, name="embed")(x))
-    out = L.Dense(1, name="output_liver_fat_sentinel_prediction_continuous")(x)
-    return keras.Model(inp, out)
+@pytest.fixture(scope="module")
+def build_keras(keras_files):
+    """The published Keras model, layer for layer (tests/liver/keras_files.py)."""
+    return keras_files.build_ml4h_keras
 
 
-def _seed_weights(model, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if not ws:
-            continue
-        k, b = ws
-        fan_in = int(np.prod(k.shape[:-1]))
-        layer.set_weights(
-            [rng.normal(0, np.sqrt(2.0 / fan_in), k.shape).astype("float32"), rng.normal(0, 0.1, b.shape).astype("float32")]
-        )
+@pytest.fixture(scope="module")
+def _seed_weights(keras_files):
+    return keras_files.seed_weights
 
 
 def _keras_predict(model, x_bhwc: np.ndarray) -> np.ndarray:
@@ -103,7 +49,7 @@ def _torch_predict(model, x_bhwc: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(np.moveaxis(x_bhwc, -1, 1).copy())).numpy()
 
 
-def test_keras_model_matches_diagram(keras):
+def test_keras_model_matches_diagram(keras, build_keras):
     t = build_keras(keras, "teacher")
     s = build_keras(keras, "student")
     assert t.count_params() == 215_561 and s.count_params() == 814_921
@@ -119,7 +65,7 @@ def test_keras_model_matches_diagram(keras):
 
 
 @pytest.mark.parametrize("fmt", ["model.h5", "model.weights.h5", "model.keras"])
-def test_teacher_import_matches_keras(keras, tmp_path, fmt):
+def test_teacher_import_matches_keras(keras, build_keras, _seed_weights, tmp_path, fmt):
     km = build_keras(keras, "teacher")
     _seed_weights(km, 1)
     path = tmp_path / fmt
@@ -135,7 +81,7 @@ def test_teacher_import_matches_keras(keras, tmp_path, fmt):
     assert np.abs(yk - yt).max() < TOL
 
 
-def test_student_import_matches_keras(keras, tmp_path):
+def test_student_import_matches_keras(keras, build_keras, _seed_weights, tmp_path):
     km = build_keras(keras, "student")
     _seed_weights(km, 3)
     km.save(tmp_path / "student.h5")
@@ -146,7 +92,7 @@ def test_student_import_matches_keras(keras, tmp_path):
     assert np.abs(yk - yt).max() < TOL
 
 
-def test_exported_weights_load_into_keras(keras, tmp_path):
+def test_exported_weights_load_into_keras(keras, build_keras, tmp_path):
     torch.manual_seed(5)
     tm = LiverTeacher().eval()
     p = save_keras_h5_weights(tm, tmp_path / "from_torch.h5")

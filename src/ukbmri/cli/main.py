@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "merge": ("ukbmri.cli.run", "merge", "Combine the outputs of `run --shard I/N` jobs into one."),
     "columns": ("ukbmri.cli.columns", "columns", "The data dictionary: every output column explained."),
     "demo": ("ukbmri.cli.demo", "demo", "Generate a demo cohort and run the main job on it."),
+    "ml4h": ("ukbmri.cli.ml4h", "ml4h", "Published ml4h liver networks: import, check-normalisation."),
 }
 
 

@@ -1,4 +1,12 @@
-"""Liver-fat network folders (ml4h teacher / student in PyTorch) and their inference.
+"""Liver-fat networks (ml4h teacher / student in PyTorch): loading every weights format, inference.
+
+:func:`load_liver_net` reads either a ukbmri liver network *folder* (below) or
+an ml4h Keras file (``.h5`` / ``.keras``, e.g. the published
+``liver_fat_from_echo.h5`` / ``liver_fat_from_ideal.h5``; teacher or student is
+recognised from the file). :func:`resolve_liver_weights` maps what a user
+names on the command line to ``{"teacher": path, "student": path}``.
+:func:`liver_input_flags` says when an input differs from what the network was
+trained on. docs/ml4h.md documents the settings and flags.
 
 A liver network folder holds two files::
 
@@ -24,6 +32,10 @@ and, for folders written by training, the cross-validation outputs
   variance head);
 * ``weights_sha256``: checked on load;
 * ``demonstration_only``: true for weights trained on synthetic phantoms;
+* ``input_normalisation``: ``"zero_mean_std1"`` (default) or ``"none"`` (raw
+  magnitudes), see :data:`INPUT_NORMALISATIONS`;
+* ``training_input_max_stored_value``: optional, the largest stored pixel value
+  the network was trained on (ml4h: 2048);
 * ``ukbmri_version``, ``training_data``, ``training``, ``cross_validation``,
   ``n_train`` (free-form, written by :mod:`ukbmri.train.liver`).
 
@@ -31,7 +43,8 @@ Inference
 ---------
 :func:`predict_liver` takes raw magnitudes ``(N, C, H, W)`` (as built by
 :func:`ukbmri.preprocess.liver_tensors.gre_tensor` / ``ideal_tensor``),
-applies ml4h's per-sample ``ZeroMeanStd1`` and returns liver fat in % and, for
+applies the network's input normalisation (ml4h's per-sample ``ZeroMeanStd1``
+unless its settings say ``"none"``) and returns liver fat in % and, for
 a mean-variance network, the calibrated variance in %^2. A sample that cannot
 be normalised (constant, NaN/inf) raises :class:`~ukbmri.errors.TensorError`
 naming the sample; the engine calls :func:`prepare_liver_input` per
@@ -46,7 +59,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -58,13 +71,13 @@ import torch
 from torch import nn
 
 from ukbmri import __version__
-from ukbmri.io.atomic import staged_folder
 from ukbmri.errors import ModuleError, TensorError
-from ukbmri.io.atomic import write_bytes, write_text
+from ukbmri.io.atomic import staged_folder, write_bytes, write_text
 from ukbmri.models import resolve_device
 from ukbmri.models.checkpoint import extract_state_dict, safe_torch_load
 from ukbmri.models.ml4h_liver import LiverStudent, LiverTeacher
-from ukbmri.preprocess.liver_tensors import GRE_SHAPE, IDEAL_SHAPE, zero_mean_std1
+from ukbmri.models.published import PUBLISHED_ML4H_FILES, check_not_lfs_pointer
+from ukbmri.preprocess.liver_tensors import GRE_FIELD, GRE_SHAPE, IDEAL_FIELD, IDEAL_SHAPE, zero_mean_std1
 from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
 
 __all__ = [
@@ -72,9 +85,16 @@ __all__ = [
     "MODEL_JSON",
     "FORMAT",
     "KINDS",
+    "INPUT_NORMALISATIONS",
+    "ML4H_TRAINING_MAX_STORED_VALUE",
     "LiverNet",
     "build_liver_model",
     "load_liver_net",
+    "liver_weights_kind",
+    "resolve_liver_weights",
+    "liver_input_flags",
+    "LIVER_INPUT_FLAGS",
+    "normalise_liver_input",
     "save_liver_net",
     "write_liver_net_files",
     "prepare_liver_input",
@@ -91,6 +111,13 @@ MODEL_JSON = "model.json"
 FORMAT = "ukbmri-liver-net"
 FORMAT_VERSION = 1
 
+#: Input normalisations a network can declare: ml4h's per-sample ``ZeroMeanStd1``, or raw magnitudes.
+INPUT_NORMALISATIONS = ("zero_mean_std1", "none")
+#: ml4h set images whose LargestImagePixelValue exceeds this aside as ``<series>_12bit`` tensors,
+#: so the published networks never saw them.
+ML4H_TRAINING_MAX_STORED_VALUE = 2048.0
+_FIELDS = {"teacher": GRE_FIELD, "student": IDEAL_FIELD}
+
 #: kind -> (network class, input TensorMap, output TensorMap, default (C, H, W))
 KINDS: dict[str, tuple[type[nn.Module], str, str, tuple[int, int, int]]] = {
     "teacher": (LiverTeacher, "gre_mullti_echo_10_te_liver", "liver_fat", GRE_SHAPE),
@@ -100,15 +127,25 @@ KINDS: dict[str, tuple[type[nn.Module], str, str, tuple[int, int, int]]] = {
 
 @dataclass
 class LiverNet:
-    """A loaded liver network (eval mode) with its post-processing constants."""
+    """A loaded liver network (eval mode) with the settings that turn its output into liver fat %.
+
+    ``settings`` (kind, input shape, kernel sizes, head, input normalisation,
+    label standardisation, calibration) and the weights' sha256 together make
+    the :attr:`fingerprint`: it changes whenever anything that affects
+    predictions changes.
+    """
 
     kind: str  #: "teacher" | "student"
     model: nn.Module
     mean_variance: bool
     calibration: float  #: variance factor (1.0 without a variance head)
-    weights_sha256: str
-    info: dict = field(default_factory=dict)  #: model.json contents
-    folder: Path | None = None
+    weights_sha256: str  #: of weights.pt (folders) or of the Keras file
+    info: dict = field(default_factory=dict)  #: model.json contents (folders) / what the Keras file said
+    folder: Path | None = None  #: the weights folder (None for a Keras file)
+    input_normalisation: str = "zero_mean_std1"  #: one of INPUT_NORMALISATIONS
+    training_max_stored_value: float | None = None  #: largest stored pixel value seen in training, if known
+    source: Path | None = None  #: the folder or Keras file loaded
+    origin: str = "ukbmri"  #: "ukbmri" (our folder) or "ml4h" (a Keras file)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -119,6 +156,11 @@ class LiverNet:
         return KINDS[self.kind][1]
 
     @property
+    def field(self) -> int:
+        """The UK Biobank field the network reads (20203 teacher, 20254 student)."""
+        return _FIELDS[self.kind]
+
+    @property
     def label_mean(self) -> float:
         return float(self.info.get("label_normalisation", {}).get("mean", LIVER_FAT_MEAN))
 
@@ -127,14 +169,40 @@ class LiverNet:
         return float(self.info.get("label_normalisation", {}).get("std", LIVER_FAT_STD))
 
     @property
-    def demonstration_only(self) -> bool:
+    def demonstration(self) -> bool:
+        """True for ukbmri's bundled phantom-trained weights (model.json ``demonstration_only``)."""
         return bool(self.info.get("demonstration_only", False))
+
+    @property
+    def demonstration_only(self) -> bool:  # the model.json key's name
+        return self.demonstration
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the weights that changes a prediction."""
+        ks = getattr(self.model, "kernel_sizes", (getattr(self.model, "kernel_size", 3),))
+        return {
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "kernel_sizes": [int(k) for k in ks],
+            "mean_variance": bool(self.mean_variance),
+            "input_normalisation": self.input_normalisation,
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
+            "calibration": float(self.calibration),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the weights' sha256 and :attr:`settings` (hex)."""
+        blob = json.dumps({"weights_sha256": self.weights_sha256, "settings": self.settings}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def __repr__(self) -> str:
         head = "mean-variance" if self.mean_variance else "point"
         return (
-            f"LiverNet({self.kind}, {head}, input {self.input_shape}, calibration {self.calibration:.3g}, "
-            f"sha256 {self.weights_sha256[:12]})"
+            f"LiverNet({self.kind}, {head}, input {self.input_shape}, {self.input_normalisation}, "
+            f"calibration {self.calibration:.3g}, {self.origin}, sha256 {self.weights_sha256[:12]})"
         )
 
 
@@ -161,7 +229,7 @@ def build_liver_model(
     *,
     mean_variance: bool,
     input_shape: tuple[int, int, int] | None = None,
-    kernel_size: int = 3,
+    kernel_size: int | Sequence[int] = 3,
 ) -> nn.Module:
     """A fresh :class:`LiverTeacher` / :class:`LiverStudent` (``input_shape`` default: the ml4h shape)."""
     if kind not in KINDS:
@@ -170,7 +238,8 @@ def build_liver_model(
     c, h, w = input_shape if input_shape is not None else default_shape
     if h % 8 or w % 8:
         raise ValueError(f"input height and width must be multiples of 8 (three 2x2 pools), got {(h, w)}")
-    return cls(int(c), bool(mean_variance), kernel_size=int(kernel_size), input_hw=(int(h), int(w)))
+    ks = int(kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(int(k) for k in kernel_size)
+    return cls(int(c), bool(mean_variance), kernel_size=ks, input_hw=(int(h), int(w)))
 
 
 # --------------------------------------------------------------------------- writing
@@ -208,7 +277,8 @@ def write_liver_net_files(
     kind:
         ``"teacher"`` or ``"student"``.
     info:
-        Extra model.json keys (training data, metrics, ``demonstration_only``, ...);
+        Extra model.json keys (training data, metrics, ``demonstration_only``,
+        ``input_normalisation``, ``training_input_max_stored_value``, ...);
         the structural keys above are always written by this function.
     calibration:
         Variance calibration factor (> 0; use 1.0 for point networks).
@@ -225,6 +295,10 @@ def write_liver_net_files(
     data = buf.getvalue()
     meta: dict[str, Any] = {"demonstration_only": False}
     meta.update(jsonable(dict(info or {})))
+    norm = _normalisation_name(meta.get("input_normalisation", "zero_mean_std1"))
+    if norm is None:
+        raise ValueError(f"input_normalisation must be one of {INPUT_NORMALISATIONS}, not {meta['input_normalisation']!r}")
+    ks = model.kernel_size
     meta.update(
         {
             "format": FORMAT,
@@ -233,9 +307,9 @@ def write_liver_net_files(
             "input_tensor_map": KINDS[kind][1],
             "output_tensor_map": KINDS[kind][2],
             "input_shape": list(model.input_shape),
-            "input_normalisation": "zero_mean_std1 per sample: (x - mean) / (std + 1e-7)",
+            "input_normalisation": norm,
             "mean_variance": bool(model.mean_variance),
-            "kernel_size": int(model.kernel_size),
+            "kernel_size": int(ks) if isinstance(ks, (int, np.integer)) else [int(k) for k in ks],
             "label_normalisation": {"mean": LIVER_FAT_MEAN, "std": LIVER_FAT_STD},
             "calibration_factor": float(calibration),
             "weights_sha256": hashlib.sha256(data).hexdigest(),
@@ -260,24 +334,75 @@ def _require(info: dict, key: str, folder: Path, kinds: tuple[type, ...]) -> Any
     return value
 
 
-def load_liver_net(folder: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LiverNet:
-    """Load a liver network folder (``weights.pt`` + ``model.json``).
+def _normalisation_name(value: Any) -> str | None:
+    """Canonical input normalisation from a model.json value (older files wrote a sentence)."""
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower()
+    for name in INPUT_NORMALISATIONS:
+        if v == name or v.startswith(name + " "):
+            return name
+    return None
+
+
+def load_liver_net(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    input_normalisation: str | None = None,
+) -> LiverNet:
+    """Load a liver network: a ukbmri weights folder or an ml4h Keras file.
+
+    Parameters
+    ----------
+    path:
+        A folder with ``model.json`` + ``weights.pt`` (or either file in it),
+        or a Keras ``.h5`` / ``.keras`` file of the ml4h teacher or student
+        (recognised from its input channels and layers, see
+        :func:`ukbmri.models.keras_import.keras_liver_kind`).
+    input_normalisation:
+        Override the network's input normalisation (:data:`INPUT_NORMALISATIONS`);
+        default: what model.json says, or for a Keras file the documented
+        default (docs/ml4h.md: the published teacher ``zero_mean_std1``, the
+        published student ``none``).
 
     Raises
     ------
+    GitLfsPointerError
+        The file (or ``weights.pt``) is a Git LFS pointer, not the weights.
     ModuleError
-        Missing folder or file, invalid model.json (unknown kind, missing
-        keys, non-positive calibration), a sha256 mismatch, or weights that do
-        not fit the described network.
+        Missing path or file, invalid model.json (unknown kind, missing
+        keys, non-positive calibration), a sha256 mismatch, a Keras file that
+        is not the ml4h liver architecture, or weights that do not fit.
     UnsafeModelFileError
         ``weights.pt`` needs pickled code to load (never executed).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModuleError("liver network folder not found", path=folder)
+    path = Path(path)
+    if input_normalisation is not None and input_normalisation not in INPUT_NORMALISATIONS:
+        raise ValueError(f"input_normalisation must be one of {INPUT_NORMALISATIONS}, not {input_normalisation!r}")
+    if path.is_file() and path.name in (MODEL_JSON, WEIGHTS):
+        path = path.parent
+    if path.is_dir():
+        net = _load_folder(path, device=device)
+    elif path.is_file():
+        check_not_lfs_pointer(path)
+        net = _load_keras(path, device=device)
+    else:
+        raise ModuleError("liver network not found", path=path,
+                          expected="a weights folder (model.json + weights.pt) or a Keras .h5 file")
+    if input_normalisation is not None and input_normalisation != net.input_normalisation:
+        log.info("%s: input normalisation %s (overriding %s)", path, input_normalisation, net.input_normalisation)
+        net.input_normalisation = input_normalisation
+        net.info["input_normalisation"] = input_normalisation
+        net.info["input_normalisation_source"] = "set by the caller"
+    return net
+
+
+def _load_folder(folder: Path, *, device: str | torch.device) -> LiverNet:
     for member in (MODEL_JSON, WEIGHTS):
         if not (folder / member).is_file():
             raise ModuleError("liver network file missing", path=folder, member=member)
+    check_not_lfs_pointer(folder / WEIGHTS)
     try:
         info = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -302,6 +427,14 @@ def load_liver_net(folder: str | os.PathLike[str], *, device: str | torch.device
     norm = info.get("label_normalisation", {})
     if not isinstance(norm, dict) or not float(norm.get("std", LIVER_FAT_STD)) > 0:
         raise ModuleError("label_normalisation std must be > 0", path=folder, member=MODEL_JSON, found=norm)
+    input_norm = _normalisation_name(info.get("input_normalisation", "zero_mean_std1"))
+    if input_norm is None:
+        raise ModuleError("unknown input_normalisation", path=folder, member=MODEL_JSON,
+                          expected=" | ".join(INPUT_NORMALISATIONS), found=info.get("input_normalisation"))
+    train_max = info.get("training_input_max_stored_value")
+    if train_max is not None and not (isinstance(train_max, (int, float)) and train_max > 0):
+        raise ModuleError("training_input_max_stored_value must be a positive number", path=folder,
+                          member=MODEL_JSON, found=train_max)
 
     data = (folder / WEIGHTS).read_bytes()
     sha = hashlib.sha256(data).hexdigest()
@@ -314,19 +447,91 @@ def load_liver_net(folder: str | os.PathLike[str], *, device: str | torch.device
     try:
         with torch.device("meta"):
             model = build_liver_model(kind, mean_variance=mean_variance, input_shape=tuple(shape),
-                                      kernel_size=int(kernel))
+                                      kernel_size=kernel)
         model.load_state_dict(state, strict=True, assign=True)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:
         raise ModuleError(f"weights do not fit the {kind} network of model.json: {str(exc)[:400]}",
                           path=folder, member=WEIGHTS) from exc
     model = model.float().to(dev).eval()
     log.info("loaded liver %s %s on %s", kind, folder, dev)
-    return LiverNet(kind, model, mean_variance, calibration, sha, info, folder)
+    origin = "ml4h" if info.get("imported_from") else "ukbmri"
+    return LiverNet(kind, model, mean_variance, calibration, sha, info, folder, input_norm,
+                    None if train_max is None else float(train_max), folder, origin)
+
+
+def _default_keras_normalisation(kind: str, sha: str, input_name: str | None) -> tuple[str, str]:
+    """(normalisation, why) for a Keras file: published file, else input layer name, else by kind."""
+    pub = PUBLISHED_ML4H_FILES.get(sha)
+    if pub is not None:
+        return pub.input_normalisation, f"default for the published {pub.name}: {pub.why}"
+    if input_name is not None:
+        if input_name.endswith("_root_array"):
+            return "none", f"input layer {input_name!r} is a 'root_array' TensorMap of 2019 ml4cvd (no normalisation)"
+        return "zero_mean_std1", f"input layer {input_name!r}: ml4h TensorMaps of the liver inputs use ZeroMeanStd1"
+    norm = "zero_mean_std1" if kind == "teacher" else "none"
+    return norm, f"weights-only file: the published {kind}'s default"
+
+
+def _load_keras(path: Path, *, device: str | torch.device) -> LiverNet:
+    from ukbmri.models.keras_import import import_keras_liver
+
+    sha = _sha256_file(path)
+    imp = import_keras_liver(path)
+    norm, why = _default_keras_normalisation(imp.kind, sha, imp.input_name)
+    pub = PUBLISHED_ML4H_FILES.get(sha)
+    model = imp.model.float().to(resolve_device(device)).eval()
+    ks = model.kernel_size
+    info = {
+        "format": "ml4h-keras",
+        "kind": imp.kind,
+        "imported_from": path.name,
+        "keras_format": imp.format,
+        "keras_input_name": imp.input_name,
+        "published_file": pub.name if pub else None,
+        "input_tensor_map": KINDS[imp.kind][1],
+        "output_tensor_map": KINDS[imp.kind][2],
+        "input_shape": list(model.input_shape),
+        "kernel_size": int(ks) if isinstance(ks, (int, np.integer)) else [int(k) for k in ks],
+        "mean_variance": False,
+        "input_normalisation": norm,
+        "input_normalisation_source": why,
+        "training_input_max_stored_value": ML4H_TRAINING_MAX_STORED_VALUE,
+        "label_normalisation": {"mean": LIVER_FAT_MEAN, "std": LIVER_FAT_STD},
+        "demonstration_only": False,
+        "weights_sha256": sha,
+    }
+    log.info("loaded ml4h %s %s (%s; input normalisation %s)", imp.kind, path, imp.format, norm)
+    return LiverNet(imp.kind, model, False, 1.0, sha, info, None, norm, ML4H_TRAINING_MAX_STORED_VALUE, path, "ml4h")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- inference
+def normalise_liver_input(a: np.ndarray, normalisation: str, *, path: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """Apply one of :data:`INPUT_NORMALISATIONS` to one sample; float32 out.
+
+    ``"none"`` passes the raw values through (refusing NaN/inf, as ZeroMeanStd1 does).
+    """
+    if normalisation == "zero_mean_std1":
+        return zero_mean_std1(a, path=path)
+    if normalisation == "none":
+        out = np.asarray(a, dtype=np.float32)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            raise TensorError("tensor has non-finite values", path=path, expected="finite values",
+                              found=f"{int(bad.sum())} NaN/inf")
+        return out
+    raise ValueError(f"input normalisation must be one of {INPUT_NORMALISATIONS}, not {normalisation!r}")
+
+
 def prepare_liver_input(net: LiverNet, tensor: np.ndarray, *, path: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """One raw ``(C, H, W)`` tensor -> normalised float32 input (ml4h ZeroMeanStd1).
+    """One raw ``(C, H, W)`` tensor -> the network's float32 input (its input normalisation applied).
 
     Raises
     ------
@@ -338,7 +543,7 @@ def prepare_liver_input(net: LiverNet, tensor: np.ndarray, *, path: str | os.Pat
     if tuple(a.shape) != net.input_shape:
         raise TensorError(f"wrong input shape for the liver {net.kind}", path=path,
                           expected=net.input_shape, found=tuple(a.shape))
-    return zero_mean_std1(a, path=path)
+    return normalise_liver_input(a, net.input_normalisation, path=path)
 
 
 @torch.no_grad()
@@ -371,7 +576,7 @@ def predict_liver(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Liver fat % from raw magnitude tensors ``(N, C, H, W)``.
 
-    Each sample is normalised on its own (ZeroMeanStd1), batches of
+    Each sample is normalised on its own (the network's input normalisation), batches of
     ``batch_size`` go through the network on ``device`` (default: where the
     network is). Returns the mean in % and, for a mean-variance network, the
     variance in %^2 multiplied by the calibration factor (else ``None``).
@@ -409,3 +614,12 @@ def default_liver_weights() -> Path | None:
     if all((path / k / WEIGHTS).is_file() and (path / k / MODEL_JSON).is_file() for k in KINDS):
         return path
     return None
+
+
+# resolving weights paths and flagging inputs live in their own module (re-exported here)
+from ukbmri.infer.liver_weights import (  # noqa: E402
+    LIVER_INPUT_FLAGS,
+    liver_input_flags,
+    liver_weights_kind,
+    resolve_liver_weights,
+)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "write_label",
     "read_label",
     "list_tensors",
+    "write_ml4h_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,32 @@ def write_ml4h_tensor(
     hwc = np.ascontiguousarray(np.moveaxis(a, 0, -1).astype(dtype, copy=False))
     _write(path, dataset, hwc, overwrite=overwrite, compress=True)
     return dataset
+
+
+def write_ml4h_file(
+    path: PathT,
+    datasets: Mapping[str, np.ndarray | tuple[np.ndarray, Mapping[str, object]]],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write a whole new hd5 file at once, atomically: dataset path -> array, or (array, attributes).
+
+    Arrays with more than one element are gzip-compressed (as ml4h does).
+    Raises :class:`TensorError` when the file exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise TensorError("hd5 file already exists (pass overwrite=True to replace it)", path=path)
+    with atomic_path(path, suffix=".hd5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name, item in datasets.items():
+                data, attrs = item if isinstance(item, tuple) else (item, {})
+                data = np.asarray(data)
+                kwargs = {"compression": _COMPRESSION} if data.size > 1 else {}
+                d = f.create_dataset(name, data=data, **kwargs)
+                for k, v in attrs.items():
+                    d.attrs[k] = v
+    return path
 
 
 def _open_read(path: Path) -> h5py.File:

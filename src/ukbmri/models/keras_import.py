@@ -37,13 +37,26 @@ import torch
 
 from ukbmri.errors import ModuleError
 from ukbmri.io.atomic import atomic_path
-from ukbmri.models.ml4h_liver import LiverStudent, LiverTeacher
+from ukbmri.models.ml4h_liver import N_CONVS, LiverStudent, LiverTeacher
 
-__all__ = ["KerasLayerWeights", "read_keras_weights", "load_keras_liver_model", "save_keras_h5_weights"]
+__all__ = [
+    "KerasLayerWeights",
+    "KerasLiverImport",
+    "read_keras_weights",
+    "keras_liver_kind",
+    "keras_input_name",
+    "import_keras_liver",
+    "load_keras_liver_model",
+    "save_keras_h5_weights",
+]
 
 log = logging.getLogger(__name__)
 
 _MODELS = {"teacher": LiverTeacher, "student": LiverStudent}
+_KIND_BY_CHANNELS = {10: "teacher", 36: "student"}
+#: in-channels of the third convolution: the teacher's dense block concatenates before it (32 + 32),
+#: the student's pools after its first conv and concatenates after (32).
+_KIND_BY_THIRD_CONV = {64: "teacher", 32: "student"}
 _DEFAULT_HW = {"teacher": (160, 160), "student": (232, 256)}
 #: Layer names as in the published diagrams (used when exporting).
 _KERAS_NAMES = {
@@ -237,9 +250,97 @@ def _chain_dense(dense: list[KerasLayerWeights], flat: int, path: Path) -> list[
     return [by_shape[s] for s in expected]
 
 
+@dataclass(frozen=True)
+class KerasLiverImport:
+    """An imported ml4h Keras liver network and what the file said about it."""
+
+    model: LiverTeacher | LiverStudent
+    kind: str  #: "teacher" | "student"
+    format: str  #: see :func:`read_keras_weights`
+    input_name: str | None  #: the Keras input layer's name (None for weights-only files)
+    config: dict | None
+
+
+def keras_input_name(config: dict | None) -> str | None:
+    """Name of the model's InputLayer in a Keras model JSON (``None`` without one)."""
+    if config is None:
+        return None
+    for lay in _config_layers(config):
+        if lay.get("class_name") == "InputLayer":
+            return lay.get("config", {}).get("name") or lay.get("name")
+    return None
+
+
+def keras_liver_kind(layers: list[KerasLayerWeights], *, path: str | PathLike[str] | None = None) -> str:
+    """``"teacher"`` or ``"student"`` from the input channels (10 / 36), confirmed by the layer structure.
+
+    The structure (the in-channels of the third Conv2D: 64 for the teacher's dense
+    block, 32 for the student's) decides when the channel count is neither.
+
+    Raises :class:`ModuleError` when neither fits, or when they disagree.
+    """
+    convs = [lay for lay in layers if lay.kernel.ndim == 4]
+    if not convs:
+        raise ModuleError("no Conv2D kernels in the file", path=path, found=[lay.name for lay in layers])
+    cin = int(convs[0].kernel.shape[2])
+    by_channels = _KIND_BY_CHANNELS.get(cin)
+    by_structure = _KIND_BY_THIRD_CONV.get(int(convs[2].kernel.shape[2])) if len(convs) > 2 else None
+    if by_channels and by_structure and by_channels != by_structure:
+        raise ModuleError(
+            f"input has {cin} channels (the {by_channels}'s) but the layers are the {by_structure}'s",
+            path=path,
+            expected="10 channels with the teacher layers or 36 with the student layers",
+            found=f"{cin} channels, third Conv2D input {convs[2].kernel.shape[2]}",
+        )
+    kind = by_channels or by_structure
+    if kind is None:
+        raise ModuleError(
+            "not an ml4h liver teacher or student",
+            path=path,
+            expected="input channels 10 (teacher) or 36 (student)",
+            found=f"{cin} channels, {len(convs)} Conv2D layers",
+        )
+    return kind
+
+
+def import_keras_liver(
+    h5_path: str | PathLike[str],
+    kind: str | None = None,
+    *,
+    input_hw: tuple[int, int] | None = None,
+    check_config: bool = True,
+    mean_variance: bool = False,
+) -> KerasLiverImport:
+    """Read an ml4h Keras liver file once: the PyTorch model, its kind, format and input name.
+
+    ``kind=None`` recognises teacher / student with :func:`keras_liver_kind`;
+    the other parameters are those of :func:`load_keras_liver_model`.
+    """
+    path = Path(h5_path)
+    layers, config, fmt = read_keras_weights(path)
+    if kind is None:
+        kind = keras_liver_kind(layers, path=path)
+    model = _build(path, layers, config, fmt, kind, input_hw, check_config, mean_variance)
+    return KerasLiverImport(model, kind, fmt, keras_input_name(config), config)
+
+
+def _size_from_dense(kind: str, dense: list[KerasLayerWeights]) -> tuple[int, int] | None:
+    """Input (H, W) of a weights-only file: the ml4h size if the Flatten width fits it, else a square one."""
+    widths = {"teacher": 16, "student": 48}  # channels at the Flatten
+    flat = [int(d.kernel.shape[0]) for d in dense if d.kernel.shape[1:] == (16,)]
+    if len(flat) != 1 or flat[0] % widths[kind]:
+        return None
+    cells = flat[0] // widths[kind]
+    h, w = _DEFAULT_HW[kind]
+    if cells == (h // 8) * (w // 8):
+        return h, w
+    side = int(round(cells**0.5))
+    return (8 * side, 8 * side) if side * side == cells else None
+
+
 def load_keras_liver_model(
     h5_path: str | PathLike[str],
-    kind: str = "teacher",
+    kind: str | None = "teacher",
     *,
     input_hw: tuple[int, int] | None = None,
     check_config: bool = True,
@@ -252,10 +353,12 @@ def load_keras_liver_model(
     h5_path:
         ``.h5`` (Keras 2 or legacy Keras 3), ``.weights.h5`` or ``.keras``.
     kind:
-        ``"teacher"`` (20203 GRE input) or ``"student"`` (20254 IDEAL input).
+        ``"teacher"`` (20203 GRE input) or ``"student"`` (20254 IDEAL input);
+        ``None``: recognised from the file (:func:`keras_liver_kind`).
     input_hw:
         Input image size; default: from the model JSON when present, else the
-        ml4h size (160 x 160 teacher, 232 x 256 student).
+        ml4h size (160 x 160 teacher, 232 x 256 student) when the Flatten
+        width fits it, else the square size that fits.
     check_config:
         Verify layer types, padding, strides and activations against the
         model JSON (when the file has one).
@@ -263,17 +366,30 @@ def load_keras_liver_model(
         Add the (freshly initialised) log-variance head, e.g. to fine-tune
         the imported network for uncertainty; the mean output is the Keras one.
 
-    Returns the model in eval mode on the CPU.
+    Returns the model in eval mode on the CPU. The kernel size (any odd or
+    even square size) is read from the file.
     """
+    return import_keras_liver(
+        h5_path, kind, input_hw=input_hw, check_config=check_config, mean_variance=mean_variance
+    ).model
+
+
+def _build(
+    path: Path,
+    layers: list[KerasLayerWeights],
+    config: dict | None,
+    fmt: str,
+    kind: str,
+    input_hw: tuple[int, int] | None,
+    check_config: bool,
+    mean_variance: bool,
+) -> LiverTeacher | LiverStudent:
     if kind not in _MODELS:
         raise ValueError(f"kind must be 'teacher' or 'student', not {kind!r}")
-    path = Path(h5_path)
-    layers, config, fmt = read_keras_weights(path)
     cfg_hw = _check_config(config, path) if (config is not None and check_config) else None
-    hw = input_hw or cfg_hw or _DEFAULT_HW[kind]
-
     convs = [lay for lay in layers if lay.kernel.ndim == 4]
     dense = [lay for lay in layers if lay.kernel.ndim == 2]
+    hw = input_hw or cfg_hw or _size_from_dense(kind, dense) or _DEFAULT_HW[kind]
     other = [lay.name for lay in layers if lay.kernel.ndim not in (2, 4)]
     if other:
         raise ModuleError(
@@ -289,25 +405,28 @@ def load_keras_liver_model(
                 expected="kernel, bias",
                 found=[a.shape for a in lay.arrays],
             )
-    kh, kw, cin = convs[0].kernel.shape[:3]
-    if kh != kw:
+    for c in convs:
+        if c.kernel.shape[0] != c.kernel.shape[1]:
+            raise ModuleError(
+                f"layer {c.name!r}: non-square kernel", path=path, expected="k x k", found=c.kernel.shape[:2]
+            )
+    cin = convs[0].kernel.shape[2]
+    n_convs = N_CONVS
+    if len(convs) != n_convs:
         raise ModuleError(
-            f"layer {convs[0].name!r}: non-square kernel", path=path, expected="k x k", found=(kh, kw)
-        )
-    model = _MODELS[kind](int(cin), mean_variance, kernel_size=int(kh), input_hw=hw)
-    targets = model.conv_layers()
-    if len(convs) != len(targets):
-        raise ModuleError(
-            f"the {kind} has {len(targets)} Conv2D layers",
+            f"the {kind} has {n_convs} Conv2D layers",
             path=path,
-            expected=len(targets),
+            expected=n_convs,
             found=f"{len(convs)} ({', '.join(c.name for c in convs)})",
         )
+    sizes = tuple(int(c.kernel.shape[0]) for c in convs)
+    model = _MODELS[kind](int(cin), mean_variance, kernel_size=sizes, input_hw=hw)
+    targets = model.conv_layers()
     dense = _chain_dense(dense, model.flat_features, path)
 
     with torch.no_grad():
         for src, dst in zip(convs, targets, strict=True):
-            want = (kh, kw, dst.in_channels, dst.out_channels)
+            want = (*dst.kernel_size, dst.in_channels, dst.out_channels)
             if tuple(src.kernel.shape) != want or src.arrays[1].shape != (dst.out_channels,):
                 raise ModuleError(
                     f"layer {src.name!r} does not match the {kind} architecture",
@@ -320,7 +439,7 @@ def load_keras_liver_model(
         for src, dst in zip(dense, model.dense_layers(), strict=True):
             dst.weight.copy_(torch.from_numpy(np.ascontiguousarray(src.kernel.T)).float())
             dst.bias.copy_(torch.from_numpy(src.arrays[1]).float())
-    log.info("imported %s %s from %s (%s, %dx%d kernels)", kind, hw, path, fmt, kh, kw)
+    log.info("imported %s %s from %s (%s, kernels %s)", kind, hw, path, fmt, sorted(set(sizes)))
     return model.eval()
 
 

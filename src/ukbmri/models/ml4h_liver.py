@@ -55,6 +55,7 @@ __all__ = [
     "liver_fat_interval",
     "TEACHER_PARAMETERS_3X3",
     "STUDENT_PARAMETERS_3X3",
+    "N_CONVS",
 ]
 
 #: Parameter counts of the published architectures with 3x3 kernels (single output).
@@ -67,6 +68,21 @@ _STEM_WIDTH = 32
 _DENSE_WIDTHS = (16, 64)
 
 
+#: Convolutions in either network (stem + 3 dense blocks of 3).
+N_CONVS = 1 + len(_BLOCK_WIDTHS) * _BLOCK_SIZE
+
+
+def _kernel_sizes(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
+    """One kernel size per convolution (Keras creation order) from an int or a sequence of 10."""
+    if isinstance(kernel_size, (int, np.integer)):
+        ks = (int(kernel_size),) * N_CONVS
+    else:
+        ks = tuple(int(k) for k in kernel_size)
+    if len(ks) != N_CONVS or any(k < 1 for k in ks):
+        raise ValueError(f"kernel_size must be an int >= 1 or {N_CONVS} of them, got {kernel_size!r}")
+    return ks
+
+
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     # Keras "same" with stride 1: torch pads (k-1)//2 before and the rest after, as TensorFlow does.
     return nn.Conv2d(cin, cout, kernel_size=k, padding="same")
@@ -75,9 +91,9 @@ def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
 class _TeacherDenseBlock(nn.Module):
     """Newer ml4h dense block: ``conv -> relu``; all but the last output are concatenated."""
 
-    def __init__(self, cin: int, width: int, size: int, k: int) -> None:
+    def __init__(self, cin: int, width: int, size: int, k: Sequence[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(_conv(cin + i * width, width, k) for i in range(size))
+        self.convs = nn.ModuleList(_conv(cin + i * width, width, k[i]) for i in range(size))
         self.out_channels = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,9 +109,9 @@ class _TeacherDenseBlock(nn.Module):
 class _StudentDenseBlock(nn.Module):
     """Older ml4h dense block: ``conv -> relu -> pool``, then ``conv -> relu -> concatenate`` x (size-1)."""
 
-    def __init__(self, cin: int, width: int, size: int, k: int) -> None:
+    def __init__(self, cin: int, width: int, size: int, k: Sequence[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(_conv(cin if i == 0 else i * width, width, k) for i in range(size))
+        self.convs = nn.ModuleList(_conv(cin if i == 0 else i * width, width, k[i]) for i in range(size))
         self.pool = nn.MaxPool2d(2)
         self.out_channels = size * width
 
@@ -147,6 +163,13 @@ class _LiverNet(nn.Module):
             out = torch.cat([out, self.logvar_layer(e)], dim=1)
         return out
 
+    def _set_kernels(self, kernel_size: int | Sequence[int]) -> tuple[int, ...]:
+        ks = _kernel_sizes(kernel_size)
+        self.kernel_sizes = ks
+        #: an int when every convolution has the same kernel, else one per convolution
+        self.kernel_size: int | tuple[int, ...] = ks[0] if len(set(ks)) == 1 else ks
+        return ks
+
     def conv_layers(self) -> list[nn.Conv2d]:
         """Convolutions in Keras creation order (``conv2d``, ``conv2d_1``, ...)."""
         return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
@@ -176,7 +199,8 @@ class LiverTeacher(_LiverNet):
     mean_variance:
         Add a log-variance output (``forward`` returns ``(B, 2)``).
     kernel_size:
-        Convolution kernel (3 in the ml4h defaults of the time; not shown in the diagram).
+        Convolution kernel (3 in the ml4h defaults of the time; not shown in the diagram),
+        or one size per convolution in Keras creation order (ml4h allows one per block).
     input_hw:
         Image size; the Flatten width follows (6400 at 160 x 160).
     """
@@ -188,17 +212,17 @@ class LiverTeacher(_LiverNet):
         in_channels: int = 10,
         mean_variance: bool = False,
         *,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         input_hw: tuple[int, int] = (160, 160),
     ) -> None:
         super().__init__()
         self.input_shape = (int(in_channels), int(input_hw[0]), int(input_hw[1]))
-        self.kernel_size = int(kernel_size)
-        self.stem = _conv(in_channels, _STEM_WIDTH, kernel_size)
+        ks = self._set_kernels(kernel_size)
+        self.stem = _conv(in_channels, _STEM_WIDTH, ks[0])
         self.pool = nn.MaxPool2d(2)
         blocks, cin = [], _STEM_WIDTH
-        for w in _BLOCK_WIDTHS:
-            blocks.append(_TeacherDenseBlock(cin, w, _BLOCK_SIZE, kernel_size))
+        for b, w in enumerate(_BLOCK_WIDTHS):
+            blocks.append(_TeacherDenseBlock(cin, w, _BLOCK_SIZE, ks[1 + b * _BLOCK_SIZE :]))
             cin = w
         self.blocks = nn.ModuleList(blocks)
         h, w_ = input_hw
@@ -227,16 +251,16 @@ class LiverStudent(_LiverNet):
         in_channels: int = 36,
         mean_variance: bool = False,
         *,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         input_hw: tuple[int, int] = (232, 256),
     ) -> None:
         super().__init__()
         self.input_shape = (int(in_channels), int(input_hw[0]), int(input_hw[1]))
-        self.kernel_size = int(kernel_size)
-        self.stem = _conv(in_channels, _STEM_WIDTH, kernel_size)
+        ks = self._set_kernels(kernel_size)
+        self.stem = _conv(in_channels, _STEM_WIDTH, ks[0])
         blocks, cin = [], _STEM_WIDTH
-        for w in _BLOCK_WIDTHS:
-            block = _StudentDenseBlock(cin, w, _BLOCK_SIZE, kernel_size)
+        for b, w in enumerate(_BLOCK_WIDTHS):
+            block = _StudentDenseBlock(cin, w, _BLOCK_SIZE, ks[1 + b * _BLOCK_SIZE :])
             blocks.append(block)
             cin = block.out_channels
         self.blocks = nn.ModuleList(blocks)

@@ -106,6 +106,7 @@ class EchoStack:
     echo_times_ms: np.ndarray
     geometry: SliceGeometry
     series_numbers: tuple[int, ...]  #: the magnitude series used (IDEAL: one per dynamic, in order)
+    instance_numbers: tuple[int, ...] = ()  #: InstanceNumber of each image, in channel order
 
 
 # --------------------------------------------------------------------------- helpers
@@ -237,11 +238,13 @@ def gre_echoes(z: ZipLike) -> EchoStack:
             found=sorted(rounded.tolist()),
         )
     order = np.argsort(tes, kind="stable")
+    inst = np.concatenate([np.asarray(s.instance_numbers, dtype=int) for s in mags])
     return EchoStack(
         images=images[order].astype(np.float32, copy=False),
         echo_times_ms=tes[order],
         geometry=_geometry(mags[0]),
         series_numbers=tuple(s.series_number for s in mags),
+        instance_numbers=tuple(int(i) for i in inst[order]),
     )
 
 
@@ -295,6 +298,7 @@ def ideal_echoes(z: ZipLike) -> EchoStack:
     rows, cols = mags[0].shape
     n_ch = IDEAL_N_ECHOES * IDEAL_N_DYNAMICS
     out = np.empty((n_ch, rows, cols), dtype=np.float32)
+    instances = np.zeros(n_ch, dtype=int)
     te = np.full((IDEAL_N_DYNAMICS, IDEAL_N_ECHOES), np.nan)
     for d, s in enumerate(mags):
         inst = np.asarray(s.instance_numbers, dtype=int)
@@ -308,6 +312,7 @@ def ideal_echoes(z: ZipLike) -> EchoStack:
         px = _pixels(z, s)
         ch = IDEAL_N_DYNAMICS * (inst - 1) + (s.series_number - lo) // 2
         out[ch] = px
+        instances[ch] = inst
         te[d, inst - 1] = np.asarray(s.echo_times_ms, dtype=float)
     echo_te = te[0]
     if np.all(np.isfinite(te)):
@@ -325,6 +330,7 @@ def ideal_echoes(z: ZipLike) -> EchoStack:
         echo_times_ms=echo_te,
         geometry=_geometry(mags[0]),
         series_numbers=tuple(numbers),
+        instance_numbers=tuple(int(i) for i in instances),
     )
 
 

@@ -62,7 +62,7 @@ class TensorMap:
     Attributes
     ----------
     name:
-        ml4h name (also the hd5 dataset name).
+        ml4h TensorMap name (the Python name in ``ml4h/tensormap/ukb/mri.py``).
     shape:
         PyTorch layout, ``(C, H, W)`` for images, ``(1,)`` for scalar labels.
     ml4h_shape:
@@ -79,6 +79,11 @@ class TensorMap:
         Plausible range of the de-normalised value (labels), else ``None``.
     channel_names:
         Names of the channels in order (images), else ``()``.
+    hd5_name:
+        The dataset name in ml4h hd5 files when it differs from ``name``: the
+        label maps are stored as ``/continuous/22402_Liver-fat-percentage_2_0``
+        (``liver_fat``) and ``/continuous/liver_fat_sentinel_prediction``
+        (``liver_fat_echo_predicted``). See :attr:`dataset_name`.
     """
 
     name: str
@@ -91,6 +96,12 @@ class TensorMap:
     valid_range: tuple[float, float] | None = None
     channel_names: tuple[str, ...] = ()
     description: str = ""
+    hd5_name: str = ""
+
+    @property
+    def dataset_name(self) -> str:
+        """The name under ``hd5_group`` in ml4h hd5 files."""
+        return self.hd5_name or self.name
 
     @property
     def is_image(self) -> bool:
@@ -153,6 +164,7 @@ _MAPS = {
             field=22402,
             valid_range=(0.0, 100.0),
             description="liver fat % (UK Biobank field 22402; teacher label)",
+            hd5_name="22402_Liver-fat-percentage_2_0",
         ),
         TensorMap(
             name="liver_fat_echo_predicted",
@@ -163,6 +175,7 @@ _MAPS = {
             hd5_group="continuous",
             valid_range=(0.0, 100.0),
             description="liver fat % predicted by the teacher (student label)",
+            hd5_name="liver_fat_sentinel_prediction",
         ),
     )
 }
