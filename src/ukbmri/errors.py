@@ -40,6 +40,7 @@ __all__ = [
     "CacheError",
     "OutputExistsError",
     "WorkerDiedError",
+    "QualityCheckError",
 ]
 
 
@@ -202,3 +203,12 @@ class OutputExistsError(UkbmriError):
 
 class WorkerDiedError(UkbmriError):
     """A worker process died (killed for memory, a native crash) while a participant was in flight."""
+
+
+# -- quality checks -------------------------------------------------------------
+class QualityCheckError(InputError):
+    """An input failed a fatal quality check (blank, constant, noise-like, ...): no network numbers.
+
+    The message starts with the QC flag name (``docs/qc_flags.md``), e.g.
+    ``body_input_blank: water + fat is 0 in all ... voxels``.
+    """
