@@ -22,7 +22,7 @@ synthetic phantoms:
 * *water / fat contrast*: a body holds lean tissue (water-dominant: muscle,
   organs) and adipose tissue (fat-dominant: subcutaneous fat, marrow).
 * *fat-water swap*: the subcutaneous layer (the body's outer centimetre) is
-  adipose tissue, so it has a higher fat fraction than the body's core; a
+  adipose tissue, so it has a higher fat fraction than the body's interior; a
   swap inverts that. Checked per head-foot slab, so a swap confined to one
   station is found too.
 """
@@ -72,6 +72,10 @@ MIN_BODY_COVERAGE = 0.6
 MIN_TISSUE_FRACTION = 0.02
 #: head-foot slab length (mm) of the per-slab fat-water swap check
 SWAP_SLAB_MM = 100.0
+#: in-plane depth (mm) of the body's outer layer (skin and subcutaneous fat) in the swap check
+SHELL_MM = 9.0
+#: fat-fraction difference (outer layer minus interior, as a fraction) that makes a slab's vote count
+SWAP_MARGIN = 0.1
 
 #: flag name -> (fatal, one-line meaning); the documentation (docs/qc_flags.md) lists the same
 FLAGS: dict[str, tuple[bool, str]] = {
@@ -88,7 +92,7 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "body_wf_size_mismatch": (False, "water and fat of a station differ in size; cropped"),
     "body_mask_implausible": (False, "body mask volume or head-foot coverage unlike a neck-to-knee scan"),
     "body_wf_contrast_implausible": (False, "no water-dominant or no fat-dominant tissue in the body"),
-    "body_fat_water_swap": (False, "water and fat appear swapped (outer layer leaner than the core)"),
+    "body_fat_water_swap": (False, "water and fat appear swapped (outer layer leaner than the interior)"),
     "body_fat_water_swap_partial": (False, "water and fat appear swapped in part of the head-foot range"),
     "body_image_invalid": (True, "the 2D image is not (3, 256, 256) uint8"),
     "body_image_blank": (True, "a channel of the 2D image is constant (blank input)"),
@@ -134,24 +138,48 @@ def raise_if_fatal(findings: Sequence[QcFinding], *, path=None) -> None:
 
 
 # -- statistics ------------------------------------------------------------------------
-def lag_correlation(a: np.ndarray, axis: int, lag: int) -> float:
-    """Pearson correlation of ``a`` with itself shifted by ``lag`` along ``axis`` (0 for no variance)."""
+def lag_correlation(a: np.ndarray, axis: int, lag: int, support: np.ndarray | None = None) -> float:
+    """Pearson correlation of ``a`` with itself shifted by ``lag`` along ``axis`` (0 for no variance).
+
+    With ``support`` (a boolean array like ``a``), only pairs with both voxels in it count.
+    """
     n = a.shape[axis]
-    lag = int(max(1, min(lag, n - 1)))
     if n < 2:
         return 0.0
+    lag = int(max(1, min(lag, n - 1)))
     x = np.take(a, np.arange(0, n - lag), axis=axis).astype(np.float64).ravel()
     y = np.take(a, np.arange(lag, n), axis=axis).astype(np.float64).ravel()
+    if support is not None:
+        keep = (np.take(support, np.arange(0, n - lag), axis=axis) & np.take(support, np.arange(lag, n), axis=axis))
+        keep = keep.ravel()
+        x, y = x[keep], y[keep]
+    if x.size < 2:
+        return 0.0
     x -= x.mean()
     y -= y.mean()
     den = math.sqrt(float(x @ x) * float(y @ y))
     return float(x @ y) / den if den > 0 else 0.0
 
 
-def _structure(a: np.ndarray, spacing: Sequence[float], axes: Sequence[int]) -> tuple[float, list[float]]:
+def _structure(
+    a: np.ndarray, spacing: Sequence[float], axes: Sequence[int], support: np.ndarray | None = None
+) -> tuple[float, list[float]]:
     """Largest correlation at :data:`STRUCTURE_LAG_MM` over ``axes`` and the per-axis values."""
-    cs = [lag_correlation(a, ax, round(STRUCTURE_LAG_MM / float(spacing[ax]))) for ax in axes]
+    cs = [lag_correlation(a, ax, round(STRUCTURE_LAG_MM / float(spacing[ax])), support) for ax in axes]
     return max(cs), cs
+
+
+def _flat(a: np.ndarray) -> tuple[bool, float]:
+    """Whether the non-zero values of ``a`` are (nearly) one value, and that value.
+
+    Zeros are left out: fusion fills the grid outside the stations' fields of
+    view with zeros, so a constant scan is constant only inside them.
+    """
+    v = a[a != 0]
+    if v.size == 0:
+        return True, 0.0
+    lo, mid, hi = np.percentile(v, [1.0, 50.0, 99.0])
+    return bool(hi - lo <= 1e-3 * abs(mid)), float(mid)
 
 
 def _subsample(v: Volume, steps: tuple[int, int, int]) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -245,18 +273,20 @@ def _pixel_findings(water: Volume, fat: Volume, w: np.ndarray, f: np.ndarray) ->
         bad = int(np.count_nonzero(~np.isfinite(w)) + np.count_nonzero(~np.isfinite(f)))
         return [_finding("body_input_nonfinite", f"{bad} non-finite voxels in water/fat (expected none)")]
     s = ws + fs
-    lo, hi = float(s.min()), float(s.max())
-    if hi == 0.0 and lo == 0.0:
+    hi = float(np.abs(s).max())
+    if hi == 0.0:
         return [_finding("body_input_blank", f"water + fat is 0 in all {w.size} voxels")]
-    if hi - lo <= 1e-6 * max(abs(hi), abs(lo)):
-        return [_finding("body_input_constant", f"water + fat is {hi:.6g} everywhere (no contrast)")]
+    flat, value = _flat(s)
+    if flat:
+        return [_finding("body_input_constant", f"water + fat is {value:.6g} wherever it is not 0 (no contrast)")]
     out: list[QcFinding] = []
     for name, a, flag in (("water", ws, "body_water_blank"), ("fat", fs, "body_fat_blank")):
-        if float(a.max()) - float(a.min()) <= 1e-6 * max(abs(float(a.max())), 1.0):
-            out.append(_finding(flag, f"{name} volume is {float(a.max()):.6g} everywhere (expected tissue contrast)"))
+        flat, value = _flat(a)
+        if flat:
+            out.append(_finding(flag, f"{name} volume is {value:.6g} wherever it is not 0 (expected tissue contrast)"))
     if out:
         return out
-    best, cs = _structure(s, sp, (0, 1))
+    best, cs = _structure(s, sp, (0, 1), support=s != 0)
     if best < MIN_STRUCTURE_CORRELATION:
         return [_finding(
             "body_input_noise",
@@ -299,11 +329,12 @@ def _mask_findings(ws: np.ndarray, fs: np.ndarray, s: np.ndarray, sp: tuple[floa
 
 
 def swap_profile(water: Volume, fat: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Per head-foot slab (:data:`SWAP_SLAB_MM`): ``ff_shell - ff_core`` and the slab's body voxel count.
+    """Per head-foot slab (:data:`SWAP_SLAB_MM`, feet first): ``ff_shell - ff_interior`` and its body voxels.
 
-    The shell is the body mask's outer ~9 mm in-plane (skin and subcutaneous fat),
-    the core lies deeper than ~22 mm (muscle, organs). NaN where a slab has too
-    little of either.
+    The shell is the body mask's outer :data:`SHELL_MM` in-plane (skin and
+    subcutaneous fat), the interior the rest of the mask (muscle, organs, bone,
+    visceral fat). Fat fractions are signal-weighted (``sum F / sum (W + F)``).
+    NaN where a slab has too little of either.
     """
     from scipy import ndimage
 
@@ -315,12 +346,12 @@ def swap_profile(water: Volume, fat: Volume) -> tuple[np.ndarray, np.ndarray]:
     if s.size == 0 or not np.any(s > 0):
         return np.array([]), np.array([])
     mask = s >= _otsu(s)
-    r_shell = max(1, round(9.0 / sp[0]))
-    r_core = max(r_shell + 1, round(22.0 / sp[0]))
+    r_shell = max(1, round(SHELL_MM / sp[0]))
     plane = np.zeros((3, 3, 3), bool)
     plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    shell = mask & ~ndimage.binary_erosion(mask, plane, iterations=r_shell)
-    core = ndimage.binary_erosion(mask, plane, iterations=r_core)
+    inner = ndimage.binary_erosion(mask, plane, iterations=r_shell)
+    shell = mask & ~inner
+    core = inner
     nz = s.shape[2]
     n_slabs = max(1, round(nz * sp[2] / SWAP_SLAB_MM))
     edges = np.linspace(0, nz, n_slabs + 1).round().astype(int)
@@ -332,33 +363,40 @@ def swap_profile(water: Volume, fat: Volume) -> tuple[np.ndarray, np.ndarray]:
             diffs.append(np.nan)
             continue
         fs_, ss_ = f[:, :, a:b], s[:, :, a:b]
-        diffs.append(fs_[sh].sum() / ss_[sh].sum() - fs_[co].sum() / ss_[co].sum())
+        ff_shell = fs_[sh].sum() / ss_[sh].sum()
+        diffs.append((ff_shell - fs_[co].sum() / ss_[co].sum()) + (ff_shell - 0.5))
     return np.asarray(diffs, dtype=np.float64), np.asarray(counts)
 
 
 def _swap_findings(water: Volume, fat: Volume) -> list[QcFinding]:
+    """Slabs whose outer layer is leaner than the interior by >= :data:`SWAP_MARGIN` are inverted.
+
+    Only confident slabs (``|ff_shell - ff_interior| >= SWAP_MARGIN``) vote: where the
+    subcutaneous fat is thicker than the shell (hips, abdomen of women and obese
+    people) both regions hold fat and the difference says little; thighs, neck and
+    shoulders give clear differences. Most confident slabs inverted: a swap;
+    some inverted among clearly normal ones: a partial (one-station) swap.
+    """
     d, _ = swap_profile(water, fat)
     ok = np.isfinite(d)
-    if ok.sum() < 1:
+    if not ok.any():
         return []
-    inverted = ok & (d < 0)
-    n_inv, n_ok = int(inverted.sum()), int(ok.sum())
-    slabs = " ".join("." if not o else ("x" if i else "o") for o, i in zip(ok, inverted, strict=True))
-    where = f"shell-minus-core fat fraction per {SWAP_SLAB_MM:g} mm slab (head last): [{slabs}]"
-    if n_inv * 2 > n_ok:
-        return [_finding("body_fat_water_swap", f"{n_inv} of {n_ok} slabs inverted; {where}")]
-    run = _longest_run(inverted)
-    if run >= 2 or (n_inv and n_ok <= 3):
-        return [_finding("body_fat_water_swap_partial", f"{n_inv} of {n_ok} slabs inverted; {where}")]
+    conf = ok & (np.abs(np.where(ok, d, 0.0)) >= SWAP_MARGIN)
+    inverted = conf & (d < 0)
+    normal = conf & (d > 0)
+    n_inv, n_norm = int(inverted.sum()), int(normal.sum())
+    slabs = " ".join(
+        "." if not o else f"{v:+.2f}" for o, v in zip(ok, np.where(ok, d, 0.0), strict=True)
+    )
+    where = (
+        f"outer-layer minus interior fat fraction per {SWAP_SLAB_MM:g} mm slab, feet to head: [{slabs}] "
+        f"(expected > 0; |difference| >= {SWAP_MARGIN:g} counts)"
+    )
+    if n_inv >= 2 and n_inv > n_norm:
+        return [_finding("body_fat_water_swap", f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}")]
+    if n_inv and n_norm >= 2:
+        return [_finding("body_fat_water_swap_partial", f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}")]
     return []
-
-
-def _longest_run(x: np.ndarray) -> int:
-    best = cur = 0
-    for v in x:
-        cur = cur + 1 if v else 0
-        best = max(best, cur)
-    return best
 
 
 # -- MIMIR 2D image ------------------------------------------------------------------------
@@ -385,13 +423,16 @@ def check_body_image(image: np.ndarray) -> list[QcFinding]:
 
 
 # -- liver echoes ------------------------------------------------------------------------
-def check_multiecho(magnitude: np.ndarray, *, what: str) -> list[QcFinding]:
+def check_multiecho(magnitude: np.ndarray, *, what: str, echo_axis: int = -1) -> list[QcFinding]:
     """Checks of liver magnitude echoes ``(x, y[, z], echo)`` (``what`` names them in the details).
+
+    ``echo_axis`` says where the echoes are when not last (``0`` for
+    :attr:`ukbmri.preprocess.liver_tensors.EchoStack.images`, ``(C, rows, cols)``).
 
     Blank, constant, noise-like images or a blank echo are fatal; a signal that
     rises with echo time or a clipped (saturated) signal are flags.
     """
-    m = np.asarray(magnitude)
+    m = np.moveaxis(np.asarray(magnitude), echo_axis, -1)
     if m.ndim not in (3, 4) or m.shape[-1] < 1 or m.size == 0:
         return [_finding("liver_input_blank", f"{what}: echo array of shape {m.shape} (expected (x, y[, z], echo))")]
     if not np.all(np.isfinite(m)):
