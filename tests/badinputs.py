@@ -293,24 +293,31 @@ def build_bad_cohort(folder: Path, seed: int) -> list[BadCase]:
             k = _kind(ds)
             if k not in lowest or zpos < lowest[k][0]:
                 lowest[k] = (zpos, ds.SeriesNumber)
-    pair_numbers = {n for _, n in lowest.values()}
     stash = {}
     for info, data, ds in _parsed(base_body):
-        if ds is not None and ds.SeriesNumber in pair_numbers:
-            stash[(_kind(ds), tuple(ds.ImagePositionPatient))] = _pixels_of(data, ds)
+        if ds is not None and _kind(ds) in ("W", "F"):
+            stash[(_kind(ds), ds.SeriesDescription[:-2], ds.AcquisitionTime, ds.ImagePositionPatient)] = (
+                _pixels_of(data, ds)
+            )
 
-    def swap_one(member, data, ds):
-        if ds is None or ds.SeriesNumber not in pair_numbers:
-            return data
-        other = "F" if _kind(ds) == "W" else "W"
-        return _with_pixels(data, ds, stash[(other, tuple(ds.ImagePositionPatient))])
+    def swapper(numbers: set[int] | None):
+        def swap(member, data, ds):
+            if ds is None or _kind(ds) not in ("W", "F") or (numbers is not None and ds.SeriesNumber not in numbers):
+                return data
+            other = "F" if _kind(ds) == "W" else "W"
+            key = (other, ds.SeriesDescription[:-2], ds.AcquisitionTime, ds.ImagePositionPatient)
+            return _with_pixels(data, ds, stash[key])
 
-    add("fat_water_swap_one_station_20201", [_rewrite(base_body, z(eid), swap_one)], eid, "flag",
-        r"body_fat_water_swap")
+        return swap
+
+    add("fat_water_swap_one_station_20201",
+        [_rewrite(base_body, z(eid), swapper({n for _, n in lowest.values()}))], eid, "flag", r"body_fat_water_swap")
+    eid = next(eids)  # every station swapped (the pixel data; descriptions kept), as ~1.8 % of UK Biobank scans
+    add("fat_water_swap_20201", [_rewrite(base_body, z(eid), swapper(None))], eid, "flag",
+        r"body_fat_water_swap(?!_partial)")
 
     # -- 20201 synth quirks ----------------------------------------------------------------------
     for name, q, expect, reason in (
-        ("fat_water_swap_20201", Quirks(fat_water_swap=True), "flag", r"body_fat_water_swap"),
         ("wf_size_mismatch_20201", Quirks(wf_size_mismatch=3), "flag", r"body_wf_size_mismatch"),
         ("rescanned_station_20201", Quirks(duplicate_station=2), "flag", r"body_station_rescanned"),
         ("rescan_across_midnight_20201", Quirks(duplicate_station=5, rescan_across_midnight=True), "flag",
