@@ -319,3 +319,17 @@ def test_lag_correlation_basics():
     assert qc.lag_correlation(a, 1, 1) == pytest.approx(1.0)
     assert qc.lag_correlation(np.ones((5, 5)), 0, 1) == 0.0
     assert qc.lag_correlation(np.ones((1, 5)), 0, 1) == 0.0
+
+
+def test_physical_predictions_interval_flags_and_clipping():
+    from ukbmri.infer.postprocess import physical_predictions
+
+    mod = demo_like_module()
+    mean = np.array([[76.0, 1.5, -2.04]])
+    var = np.array([[4.0, 0.0001, (0.235 / 1.959964) ** 2]])
+    m, lo, hi, found = physical_predictions(mod, mean, var)
+    np.testing.assert_allclose(m, [[76.0, 1.0, 0.0]])
+    np.testing.assert_allclose(lo, [[76.0 - 1.959964 * 2.0, 1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(hi[0, 2], 0.0)
+    assert flags(found[0]) == ["pred_physically_impossible", "pred_physically_impossible"]
+    assert "vat: -2.04 L (interval -2.275..-1.805)" in found[0][1].detail
