@@ -130,8 +130,15 @@ def test_fat_water_swap_whole_and_partial(body):
     w2[:, :, :25], f2[:, :, :25] = f[:, :, :25], w[:, :, :25]  # the lowest quarter (one station) swapped
     out = check_body_volumes(*vols(w2, f2), stations=6)
     assert flags(out) == ["body_fat_water_swap_partial"] and not out[0].fatal
-    # the preprocessing heuristic's verdict alone is reported too
-    assert flags(check_body_volumes(*vols(w, f), stations=6, swap_suspected=True)) == ["body_fat_water_swap"]
+    # the preprocessing heuristic's verdict counts only where no slab is clear
+    assert check_body_volumes(*vols(w, f), stations=6, swap_suspected=True) == []
+
+
+def test_preprocessing_swap_verdict_used_when_slabs_cannot_tell(body, monkeypatch):
+    monkeypatch.setattr(qc, "swap_profile", lambda w, f: (np.array([0.02, -0.03, np.nan]), np.zeros(3)))
+    assert check_body_volumes(*vols(*body), stations=6) == []
+    out = check_body_volumes(*vols(*body), stations=6, swap_suspected=True)
+    assert flags(out) == ["body_fat_water_swap"] and "preprocessing heuristic" in out[0].detail
 
 
 def test_implausible_body_mask(body):

@@ -224,10 +224,10 @@ def check_body_volumes(
         x for x in pixel if not x.fatal
     ]
     if not any(x.fatal for x in pixel):
-        swap = _swap_findings(water, fat)
-        if swap_suspected and not any(x.flag == "body_fat_water_swap" for x in swap):
-            swap.insert(0, _finding("body_fat_water_swap", "swap suspected by the preprocessing heuristic "
-                                    "(outer layer's fat fraction below the core's)"))
+        swap, decided = _swap_findings(water, fat)
+        if swap_suspected and not decided:
+            swap = [_finding("body_fat_water_swap", "swap suspected by the preprocessing heuristic (outer layer's "
+                             "fat fraction below the core's); the per-slab check found no clear slab")]
         out += swap
     return out
 
@@ -368,7 +368,7 @@ def swap_profile(water: Volume, fat: Volume) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(diffs, dtype=np.float64), np.asarray(counts)
 
 
-def _swap_findings(water: Volume, fat: Volume) -> list[QcFinding]:
+def _swap_findings(water: Volume, fat: Volume) -> tuple[list[QcFinding], bool]:
     """Slabs whose outer layer is leaner than the interior by >= :data:`SWAP_MARGIN` are inverted.
 
     Only confident slabs (``|ff_shell - ff_interior| >= SWAP_MARGIN``) vote: where the
@@ -376,27 +376,27 @@ def _swap_findings(water: Volume, fat: Volume) -> list[QcFinding]:
     people) both regions hold fat and the difference says little; thighs, neck and
     shoulders give clear differences. Most confident slabs inverted: a swap;
     some inverted among clearly normal ones: a partial (one-station) swap.
+    Also returns whether any slab voted (False: the check cannot tell).
     """
     d, _ = swap_profile(water, fat)
     ok = np.isfinite(d)
     if not ok.any():
-        return []
+        return [], False
     conf = ok & (np.abs(np.where(ok, d, 0.0)) >= SWAP_MARGIN)
     inverted = conf & (d < 0)
     normal = conf & (d > 0)
     n_inv, n_norm = int(inverted.sum()), int(normal.sum())
-    slabs = " ".join(
-        "." if not o else f"{v:+.2f}" for o, v in zip(ok, np.where(ok, d, 0.0), strict=True)
-    )
+    slabs = " ".join("." if not o else f"{v:+.2f}" for o, v in zip(ok, np.where(ok, d, 0.0), strict=True))
     where = (
-        f"outer-layer minus interior fat fraction per {SWAP_SLAB_MM:g} mm slab, feet to head: [{slabs}] "
-        f"(expected > 0; |difference| >= {SWAP_MARGIN:g} counts)"
+        f"swap score (FF_outer - FF_interior) + (FF_outer - 0.5) per {SWAP_SLAB_MM:g} mm slab, feet to head: "
+        f"[{slabs}] (expected > 0; slabs with |score| >= {SWAP_MARGIN:g} vote)"
     )
     if n_inv >= 2 and n_inv > n_norm:
-        return [_finding("body_fat_water_swap", f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}")]
+        return [_finding("body_fat_water_swap", f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}")], True
     if n_inv and n_norm >= 2:
-        return [_finding("body_fat_water_swap_partial", f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}")]
-    return []
+        detail = f"{n_inv} of {n_inv + n_norm} clear slabs inverted; {where}"
+        return [_finding("body_fat_water_swap_partial", detail)], True
+    return [], bool(n_inv + n_norm >= 2)
 
 
 # -- MIMIR 2D image ------------------------------------------------------------------------
