@@ -283,7 +283,8 @@ def _pixel_findings(water: Volume, fat: Volume, w: np.ndarray, f: np.ndarray) ->
     for name, a, flag in (("water", ws, "body_water_blank"), ("fat", fs, "body_fat_blank")):
         flat, value = _flat(a)
         if flat:
-            out.append(_finding(flag, f"{name} volume is {value:.6g} wherever it is not 0 (expected tissue contrast)"))
+            where = "everywhere" if value == 0 else "wherever it is not 0"
+            out.append(_finding(flag, f"{name} volume is {value:.6g} {where} (expected tissue contrast)"))
     if out:
         return out
     best, cs = _structure(s, sp, (0, 1), support=s != 0)
@@ -417,7 +418,8 @@ def check_body_image(image: np.ndarray) -> list[QcFinding]:
     if min(cs) < MIN_STRUCTURE_CORRELATION:
         return [_finding(
             "body_image_noise",
-            f"correlation 8 px apart is {cs[0]:.2f} (water), {cs[1]:.2f} (fat); expected >= {MIN_STRUCTURE_CORRELATION}",
+            f"correlation 8 px apart is {cs[0]:.2f} (water), {cs[1]:.2f} (fat); "
+            f"expected >= {MIN_STRUCTURE_CORRELATION}",
         )]
     return out
 
@@ -436,7 +438,8 @@ def check_multiecho(magnitude: np.ndarray, *, what: str, echo_axis: int = -1) ->
     if m.ndim not in (3, 4) or m.shape[-1] < 1 or m.size == 0:
         return [_finding("liver_input_blank", f"{what}: echo array of shape {m.shape} (expected (x, y[, z], echo))")]
     if not np.all(np.isfinite(m)):
-        return [_finding("liver_input_nonfinite", f"{what}: {int(np.count_nonzero(~np.isfinite(m)))} non-finite values")]
+        bad = int(np.count_nonzero(~np.isfinite(m)))
+        return [_finding("liver_input_nonfinite", f"{what}: {bad} non-finite values (expected none)")]
     m = m.astype(np.float64, copy=False)
     lo, hi = float(m.min()), float(m.max())
     if lo == 0.0 and hi == 0.0:
@@ -454,7 +457,8 @@ def check_multiecho(magnitude: np.ndarray, *, what: str, echo_axis: int = -1) ->
     if max(cs) < MIN_STRUCTURE_CORRELATION:
         return [_finding(
             "liver_input_noise",
-            f"{what}: correlation of echo 1 8 px apart is {cs[0]:.2f}, {cs[1]:.2f}; expected >= {MIN_STRUCTURE_CORRELATION}",
+            f"{what}: correlation of echo 1 8 px apart is {cs[0]:.2f}, {cs[1]:.2f}; "
+            f"expected >= {MIN_STRUCTURE_CORRELATION}",
         )]
     out: list[QcFinding] = []
     means = flat.mean(axis=1)
