@@ -44,6 +44,7 @@ __all__ = [
     "RunLockedError",
     "InputRejectedError",
     "GitLfsPointerError",
+    "QualityCheckError",
 ]
 
 
@@ -222,3 +223,11 @@ class InputRejectedError(UkbmriError):
 # -- models / modules (continued) ----------------------------------------------
 class GitLfsPointerError(ModuleError):
     """A weights file is a Git LFS pointer (a small text file), not the model: fetch the real file."""
+
+# -- quality checks -------------------------------------------------------------
+class QualityCheckError(InputError):
+    """An input failed a fatal quality check (blank, constant, noise-like, ...): no network numbers.
+
+    The message starts with the QC flag name (``docs/qc_flags.md``), e.g.
+    ``body_input_blank: water + fat is 0 in all ... voxels``.
+    """

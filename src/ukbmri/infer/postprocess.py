@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["postprocess", "postprocess_arrays", "normal_interval"]
+__all__ = ["postprocess", "postprocess_arrays", "normal_interval", "physical_predictions"]
 
 
 class _HasConstants(Protocol):
@@ -93,3 +93,25 @@ def normal_interval(
     half = z * np.sqrt(np.asarray(var, dtype=np.float64))
     mean = np.asarray(mean, dtype=np.float64)
     return mean - half, mean + half
+
+
+def physical_predictions(module, mean: np.ndarray, var: np.ndarray, level: float = 0.95):
+    """Intervals, QC flags and physically bounded values of ``(N, T)`` predictions.
+
+    Runs :func:`~ukbmri.preprocess.qc.check_predictions` on the raw means and
+    :func:`normal_interval` ends, then clips means and ends of every target into
+    its physical range (:func:`~ukbmri.preprocess.qc.clip_to_physical`). Returns
+    ``(mean, lo, hi, findings)``: three float64 ``(N, T)`` arrays and one list of
+    :class:`~ukbmri.preprocess.qc.QcFinding` per participant (see ``docs/qc_flags.md``).
+    """
+    from ukbmri.preprocess.qc import check_predictions, clip_to_physical
+
+    mean = np.atleast_2d(np.asarray(mean, dtype=np.float64))
+    lo, hi = normal_interval(mean, np.atleast_2d(np.asarray(var, dtype=np.float64)), level)
+    findings = check_predictions(module, mean, lo, hi)
+    out = [np.empty_like(mean), np.empty_like(mean), np.empty_like(mean)]
+    for j, t in enumerate(module.targets):
+        cols = clip_to_physical(t.name, t.unit, mean[:, j], lo[:, j], hi[:, j])
+        for k in range(3):
+            out[k][:, j] = cols[k]
+    return out[0], out[1], out[2], findings

@@ -19,6 +19,9 @@ MONOCHROME2, Manufacturer SIEMENS, 1.5 T):
   series, EchoTime per image; phase with RescaleSlope 2, RescaleIntercept -4096.
 * 20254: ``LMS IDEAL OPTIMISED LOW FLIP 6DYN``, six dynamics: magnitude series
   N0+2d and phase series N0+2d+1, InstanceNumber 1-6 = echo, EchoTime per echo.
+
+Every image is marked synthetic (:func:`ukbmri.io.synthetic.mark_synthetic`: a
+private block ``UKBMRI SYNTHETIC`` and ImageComments).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pydicom.uid import MRImageStorage
 
 from ukbmri.io.atomic import atomic_path
 from ukbmri.synth.anatomy import Phantom, build_phantom
+from ukbmri.io.synthetic import mark_synthetic
 from ukbmri.synth.dicomenc import SeriesEncoder, format_ds, make_uid
 from ukbmri.synth.layout import (
     LiverScan,
@@ -219,6 +223,7 @@ def _template(
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
+    mark_synthetic(ds)
     if phase:
         ds.WindowCenter, ds.WindowWidth = "0", "8192"
         ds.RescaleIntercept = "-4096"
