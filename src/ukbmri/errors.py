@@ -42,7 +42,6 @@ __all__ = [
     "WorkerDiedError",
     "OutputError",
     "RunLockedError",
-    "InputRejectedError",
     "GitLfsPointerError",
     "QualityCheckError",
 ]
@@ -217,12 +216,10 @@ class RunLockedError(UkbmriError):
     """Another run is using the output folder (its lock names the process, host and start time)."""
 
 
-class InputRejectedError(UkbmriError):
-    """An input failed the plausibility checks, so no network sees it (the reason says which)."""
-
 # -- models / modules (continued) ----------------------------------------------
 class GitLfsPointerError(ModuleError):
     """A weights file is a Git LFS pointer (a small text file), not the model: fetch the real file."""
+
 
 # -- quality checks -------------------------------------------------------------
 class QualityCheckError(InputError):

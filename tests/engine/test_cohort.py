@@ -41,7 +41,7 @@ def test_every_anomaly_is_a_ledger_row_never_dropped(tmp_path):
     _touch(d / "1000004_20203_2_0.zip", b"PK\x03\x04 first scan")  # two different files for one visit/field
     _touch(d / "sub" / "1000004_20203_2_0.zip", b"PK\x03\x04 other scan")
     _touch(d / "1000004_20254_2_0.zip")
-    _touch(d / "1000005_20201_2_0.zip", b"PK\x03\x04 same")  # an identical copy and a link: one input
+    _touch(d / "1000005_20201_2_0.zip", b"PK\x03\x04 same")  # an identical copy: used once, and listed
     _touch(d / "copy" / "1000005_20201_2_0.zip", b"PK\x03\x04 same")
     os.symlink(d / "1000001_20201_2_0.zip", d / "copy" / "1000001_20201_2_0.zip")
     cohort = Cohort.discover([d])
@@ -50,7 +50,8 @@ def test_every_anomaly_is_a_ledger_row_never_dropped(tmp_path):
         assert a.stage == "discover"
         by_error.setdefault(a.error, []).append(Path(a.input).name)
     assert by_error["InputNameError"] == ["scan_of_someone.zip"]
-    assert by_error["DuplicateInputError"] == ["1000004_20203_2_0.zip", "1000004_20203_2_0.zip"]
+    assert by_error["DuplicateInputError"] == ["1000004_20203_2_0.zip", "1000004_20203_2_0.zip", "1000005_20201_2_0.zip"]
+    assert "identical copies" in [a for a in cohort.anomalies if a.eid == 1000005][0].message
     assert sorted(by_error["InputError"]) == ["1000002_20201_2_0.zip", "1000003_20203_2_0.zip"]
     msgs = " ".join(a.message for a in cohort.anomalies)
     assert "folder named like a zip" in msgs and "dangling link" in msgs and "none was used" in msgs

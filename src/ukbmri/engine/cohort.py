@@ -7,7 +7,8 @@ and recorded as a ledger row (stage ``discover``), never dropped silently:
 
 * a name outside ``<eid>_<field>_<instance>_<array>.zip``,
 * two different files for one visit and field (neither is used: which one is
-  right is the user's call; identical copies and links to one file are merged),
+  right is the user's call); identical copies (one is used, the others are listed;
+  links to one file are the same file, not copies),
 * a dangling link, a folder named like a zip, a listed path that does not exist.
 
 Zips of fields no stage reads (brain, heart, ...) are counted in
@@ -164,10 +165,13 @@ def _one_file(files: list[InputFile], anomalies: list[Failure]) -> InputFile | N
     files = sorted(unique.values(), key=lambda f: str(f.path))
     if len(files) == 1:
         return files[0]
-    if len({f.size for f in files}) == 1 and len({sha256_file(f.path) for f in files}) == 1:
-        log.info("identical copies of one input, using %s: %s", files[0].path, ", ".join(str(f.path) for f in files[1:]))
-        return files[0]
     names = ", ".join(str(f.path) for f in files)
+    if len({f.size for f in files}) == 1 and len({sha256_file(f.path) for f in files}) == 1:
+        for f in files[1:]:
+            anomalies.append(_anomaly(f.path, "DuplicateInputError",
+                                      f"identical copies of one input ({names}); used {files[0].path}: "
+                                      "remove the extra copies"))
+        return files[0]
     for f in files:
         anomalies.append(_anomaly(f.path, "DuplicateInputError",
                                   f"{len(files)} different files for one visit and field ({names}); none was used: "

@@ -170,7 +170,7 @@ class BodyStage:
                 except Exception as exc:  # noqa: BLE001 - one module failing (memory, bad file) spares the others
                     for i in ready:
                         failures[i].append(failure_from_exception(str(ref.folder), "body-module", exc))
-                        extra_flags[i].append(f"body_module_failed:{ref.name}")
+                        extra_flags[i].append("body_module_failed")
                     continue
                 for i, (ps, flags) in zip(ready, per_job):
                     preds[i].extend(ps)
@@ -204,10 +204,10 @@ class BodyStage:
         except Exception as exc:  # noqa: BLE001 - a bad participant is a ledger row
             return JobResult(None, ("body_failed",), (failure_from_exception(path, "body", exc),))
         if fatal:
-            from ukbmri.errors import InputRejectedError
+            from ukbmri.errors import QualityCheckError
 
-            exc = InputRejectedError(f"no body predictions: {fatal}", path=path)
-            return JobResult(None, ("body_input_rejected", *flags), (failure_from_exception(path, "body-qc", exc),),
+            exc = QualityCheckError(fatal, path=path)
+            return JobResult(None, ("body_failed", *flags), (failure_from_exception(path, "body-qc", exc),),
                              tuple(warnings))
         predict = bool(self.modules)
         if predict and not self.allow_demo and any(m.demonstration for m in self.modules):
@@ -226,10 +226,10 @@ class BodyStage:
         image = cache.load(stem)
         flags, fatal = _image_checks(image)
         if fatal:
-            from ukbmri.errors import InputRejectedError
+            from ukbmri.errors import QualityCheckError
 
-            exc = InputRejectedError(f"no body predictions: {fatal}", path=path)
-            return JobResult(None, ("body_input_rejected", *flags), (failure_from_exception(path, "body-qc", exc),))
+            exc = QualityCheckError(fatal, path=path)
+            return JobResult(None, ("body_failed", *flags), (failure_from_exception(path, "body-qc", exc),))
         predict = bool(self.modules) and (self.allow_demo or not any(m.demonstration for m in self.modules))
         if self.modules and not predict:
             flags = (*flags, "demo_weights_not_applied")
@@ -256,14 +256,14 @@ class BodyStage:
 
     def _predict(self, ref: ModuleRef, images: np.ndarray, columns) -> list[tuple[list[Prediction], list[str]]]:
         from ukbmri.infer.body import predict_images
-        from ukbmri.infer.postprocess import normal_interval
+        from ukbmri.infer.postprocess import physical_predictions
         from ukbmri.infer.weights import body_module
 
         module = body_module(str(ref.folder), ref.fingerprint, self.device)
         # one image per forward pass: a participant's numbers never depend on who shares its batch
-        mean, var = predict_images(module, images, batch_size=1, device=self.device, precision=self.precision)
-        lo, hi = normal_interval(mean, var, 0.95)
-        lo, hi, out_flags = _output_checks(module, mean, lo, hi)
+        raw, var = predict_images(module, images, batch_size=1, device=self.device, precision=self.precision)
+        mean, lo, hi, findings = physical_predictions(module, raw, var, 0.95)
+        out_flags = [[f.flag for f in fs] for fs in findings]
         out = []
         for n in range(len(images)):
             ps = [Prediction(columns[(ref.name, t.name)], float(mean[n, k]), float(var[n, k]), float(lo[n, k]),
@@ -284,23 +284,16 @@ class _Prepared:
 
 def _volume_checks(result) -> tuple[list[str], str]:
     """(flags, fatal reason or "") of a preprocessed 20201 zip."""
-    try:
-        from ukbmri.preprocess.qc import check_body_volumes
-    except ImportError:  # pragma: no cover - the QC module arrives with the checks
-        flags = ["body_fat_water_swap_suspected"] if result.swap_suspected else []
-        if result.stations < 6:
-            flags.append("body_missing_stations")
-        return flags, ""
+    from ukbmri.preprocess.qc import check_body_volumes
+
     findings = check_body_volumes(result.water, result.fat, stations=result.stations, warnings=result.warnings,
                                   swap_suspected=result.swap_suspected)
     return _split(findings)
 
 
 def _image_checks(image: np.ndarray) -> tuple[tuple[str, ...], str]:
-    try:
-        from ukbmri.preprocess.qc import check_body_image
-    except ImportError:  # pragma: no cover
-        return (), ""
+    from ukbmri.preprocess.qc import check_body_image
+
     flags, fatal = _split(check_body_image(image))
     return tuple(flags), fatal
 
@@ -309,17 +302,3 @@ def _split(findings) -> tuple[list[str], str]:
     flags = list(dict.fromkeys(f.flag for f in findings))
     fatal = "; ".join(f"{f.flag}: {f.detail}" for f in findings if f.fatal)
     return flags, fatal
-
-
-def _output_checks(module, mean, lo, hi):
-    """Intervals clipped to the physical domain and per-participant output flags."""
-    n = mean.shape[0]
-    try:
-        from ukbmri.preprocess.qc import check_predictions, clip_to_physical
-    except ImportError:  # pragma: no cover
-        return lo, hi, [[] for _ in range(n)]
-    lo, hi = lo.copy(), hi.copy()
-    for k, t in enumerate(module.targets):
-        _, lo[:, k], hi[:, k] = clip_to_physical(t.name, t.unit, mean[:, k], lo[:, k], hi[:, k])
-    findings = check_predictions(module, mean, lo, hi)
-    return lo, hi, [[f.flag for f in fs] for fs in findings]

@@ -247,21 +247,13 @@ class LiverStage:
 
 def _check_input(z, path: Path) -> None:
     """Blank, constant or noise-only echoes never reach a fit or a network."""
-    try:
-        from ukbmri.preprocess.qc import check_multiecho
-    except ImportError:  # pragma: no cover
-        return
-    from ukbmri.physics.inputs import multiecho_from_zip
-
-    data = multiecho_from_zip(z)
     import numpy as np
 
-    findings = check_multiecho(np.abs(np.asarray(data.images)), what=f"field {z.field}")
-    fatal = "; ".join(f"{f.flag}: {f.detail}" for f in findings if f.fatal)
-    if fatal:
-        from ukbmri.errors import InputRejectedError
+    from ukbmri.physics.inputs import multiecho_from_zip
+    from ukbmri.preprocess.qc import check_multiecho, raise_if_fatal
 
-        raise InputRejectedError(f"no liver values: {fatal}", path=path)
+    data = multiecho_from_zip(z)
+    raise_if_fatal(check_multiecho(np.abs(np.asarray(data.images)), what=f"field {z.field}"), path=path)
 
 
 def _headline(physics: dict):
