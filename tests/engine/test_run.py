@@ -132,23 +132,23 @@ def test_concurrent_run_is_refused(cohort, random_module, tmp_path):
 def test_disk_full_is_one_line_exit_3_and_a_rerun_completes(reference, cohort, random_module, tmp_path, monkeypatch):
     from ukbmri.engine import store as store_mod
 
-    real_add = store_mod.ResultStore.add
+    real_add = store_mod.ResultStore.add_many
     calls = {"n": 0}
 
-    def add(self, record):
+    def add(self, records):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-        return real_add(self, record)
+        return real_add(self, records)
 
-    monkeypatch.setattr(store_mod.ResultStore, "add", add)
+    monkeypatch.setattr(store_mod.ResultStore, "add_many", add)
     out = tmp_path / "out"
     args = ["run", str(cohort), "--out", str(out), "--modules", str(random_module), "--allow-demo-weights",
             "--no-liver-networks"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 3, res.output
     assert "No space left on device" in res.output and "Traceback" not in res.output
-    monkeypatch.setattr(store_mod.ResultStore, "add", real_add)
+    monkeypatch.setattr(store_mod.ResultStore, "add_many", real_add)
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1, res.output
     _same_tables(reference, out)

@@ -211,11 +211,14 @@ def run(
     progress: Callable[[ProgressEvent], None] | None = None,
     command: str | None = None,
     require_inputs: bool = False,
+    custom_stages: Sequence[Stage] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run every stage on every visit found in ``inputs``; returns the tables (see the module docstring).
 
-    ``options`` are :class:`RunOptions` fields (``modules=[...]``, ``workers=2``, ...).
+    ``options`` are :class:`RunOptions` fields (``modules=[...]``, ``workers=2``, ...);
+    ``custom_stages`` replaces the built-in stages by any objects following the
+    :class:`~ukbmri.engine.stage.Stage` protocol (new phenotypes, benchmarks).
     Raises :class:`~ukbmri.errors.UkbmriError` for usage errors (bad module folder,
     output in use) and :class:`KeyboardInterrupt` when interrupted (the store keeps
     every finished job; a re-run resumes).
@@ -240,7 +243,7 @@ def run(
             cohort = cohort.shard(*shard)
         exclusions = read_exclusions(opts.exclusions) if opts.exclusions else {}
         visits, excluded = _apply_exclusions(cohort.visits, exclusions, opts.include_excluded)
-        stages = build_stages(opts)
+        stages = list(custom_stages) if custom_stages is not None else build_stages(opts)
         plan = _plan(stages, visits)
         with ResultStore(out / "store") as store:
             result = _execute(plan, stages, store, out, opts, progress, cohort, excluded, started, shard, command)
@@ -326,9 +329,10 @@ def _execute(plan, stages, store: ResultStore, out: Path, opts: RunOptions, prog
     try:
         for outcome in run_tasks(run_batch, batches, stage="run", label=lambda b: b.label, workers=opts.workers,
                                  backend=opts.backend, scheduler=opts.scheduler, scratch=str(out / "dask-scratch")):
-            for job, res in _pair(by_label[outcome.input], outcome):
-                rec = Record.of(job.stage, job.eid, job.instance, job.fingerprint, res)
-                store.add(rec)
+            pairs = _pair(by_label[outcome.input], outcome)
+            store.add_many([Record.of(j.stage, j.eid, j.instance, j.fingerprint, r) for j, r in pairs])
+            for job, res in pairs:
+                rec = store.get(job.stage, job.eid, job.instance)
                 for w in res.warnings:
                     log.warning("%s: %s", Path(job.label).name, w)
                 counts[job.stage]["computed"] += 1

@@ -141,15 +141,21 @@ class ResultStore:
 
     def add(self, record: Record) -> None:
         """Append one record durably (flush + fsync) and index it."""
+        self.add_many([record])
+
+    def add_many(self, records: list[Record]) -> None:
+        """Append records (one batch's) with a single flush + fsync, then index them."""
+        if not records:
+            return
         if self._fh is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")
-        line = (record.to_json() + "\n").encode("utf-8")
-        self._fh.write(line)
+        self._fh.write("".join(r.to_json() + "\n" for r in records).encode("utf-8"))
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self._records[record.key] = record
-        self._lines += 1
+        for r in records:
+            self._records[r.key] = r
+        self._lines += len(records)
 
     def close(self) -> None:
         if self._fh is not None:
