@@ -4,7 +4,7 @@
 
 Writes ``--participants`` full-size synthetic 20201 zips and four modules of
 ``--backbone`` (randomly initialised, 9 targets each: MIMIR's published release has
-four ResNet50 modules of this kind), then runs :func:`ukbmri.engine.body.infer_body`
+four ResNet50 modules of this kind), then runs :func:`ukbmri.engine.run.run` (body stage only)
 on a fresh output folder and prints participants per minute for the whole job, with
 the preprocessing and inference shares measured in the same run. A second run on
 the same folder shows the cost of a resume that has nothing left to do.
@@ -46,8 +46,12 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
 
-    from ukbmri.engine.body import infer_body
+    from ukbmri.engine.run import run as run_engine
     from ukbmri.synth import write_cohort
+
+    def infer_body(inputs, modules, out, *, workers, precision=None):
+        return run_engine(inputs, out, stages=("body",), modules=modules, allow_demo_weights=True,
+                          workers=workers, precision=precision, report=False, device="cpu")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -57,12 +61,12 @@ def main() -> None:
         t0 = time.perf_counter()
         run = infer_body([tmp / "zips"], [], tmp / "pre", workers=args.workers)  # preprocessing only
         t_pre = time.perf_counter() - t0
-        assert not run.failures, run.failures
+        assert run.failures.empty, run.failures
 
         t0 = time.perf_counter()
         run = infer_body([tmp / "zips"], modules, tmp / "out", workers=args.workers, precision=args.precision)
         t_all = time.perf_counter() - t0
-        assert not run.failures and len(run.table) == args.participants, run.failures
+        assert run.failures.empty and len(run.table) == args.participants, run.failures
 
         t0 = time.perf_counter()
         infer_body([tmp / "zips"], modules, tmp / "out", workers=args.workers, precision=args.precision)
