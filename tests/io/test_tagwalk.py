@@ -62,7 +62,7 @@ def test_walker_refuses_what_it_does_not_understand(factory):
     # big endian (retired) transfer syntax: pydicom decides
     big = data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.2\x00")
     assert walk_header(big, wanted) is None
-    # a VR that is not two upper-case letters
+    # a VR that is not a DICOM VR
     at = data.index(b"\x28\x00\x10\x00US")
     bad = data[: at + 4] + b"u?" + data[at + 6 :]
     assert walk_header(bad, wanted) is None

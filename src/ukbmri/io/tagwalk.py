@@ -8,7 +8,7 @@ delimiters. It is about 5x faster than pydicom's element generator for the
 ~30 tags the pipeline reads.
 
 It understands only what it fully parses: anything else (no ``DICM`` marker,
-another transfer syntax, a VR that is not two upper-case letters, an
+another transfer syntax, a VR that is not one of DICOM's, an
 undefined length on a wanted tag, nesting deeper than :data:`MAX_DEPTH`, data
 that ends before PixelData) returns ``None`` and the caller falls back to
 pydicom, which is the reference for all the odd cases and for error messages.
@@ -26,6 +26,8 @@ _HEAD = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length (explicit V
 _TAG_LEN = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR, items)
 _U32 = struct.Struct("<I")
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
+                        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
 _NATIVE = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # transfer syntax -> implicit VR
 _PIXEL_ELEMENTS = (0x0008, 0x0009, 0x0010)  # FloatPixelData, DoubleFloatPixelData, PixelData
 _UNDEFINED = 0xFFFFFFFF
@@ -38,10 +40,6 @@ class _Stop(Exception):
 
 #: raw header: {tag: (VR as found or None when implicit, value bytes)}, PixelData offset, transfer syntax, implicit
 RawHeader = tuple[dict[int, tuple[str | None, bytes]], int, str, bool]
-
-
-def _is_vr(vr: bytes) -> bool:
-    return len(vr) == 2 and 65 <= vr[0] <= 90 and 65 <= vr[1] <= 90
 
 
 def _walk(data: bytes, pos: int, implicit: bool, want: Container[int], out: dict | None, mode: int, depth: int) -> int:
@@ -75,7 +73,7 @@ def _walk(data: bytes, pos: int, implicit: bool, want: Container[int], out: dict
             (length,) = _U32.unpack_from(data, pos + 8)
             start = pos + 12
             vr_s = vr.decode("ascii")
-        elif _is_vr(vr):
+        elif vr in _SHORT_VRS:
             length = short
             start = pos + 8
             vr_s = vr.decode("ascii")
