@@ -68,3 +68,32 @@ def test_walker_refuses_what_it_does_not_understand(factory):
     assert walk_header(bad, wanted) is None
     # no DICM marker
     assert walk_header(data[132:], wanted) is None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the IS value "7.0"
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"SeriesNumber": "7.0"},  # IS written as a float: quick path declines, TagReader accepts
+        {"SliceThickness": ["3.0", "4.0"]},  # multi-valued where one is read
+        {"PatientID": ""},  # empty optional value
+        {"SeriesDescription": " Dixon_noBH_W \x00"},  # padding to strip
+        {"NumberOfFrames": "1"},
+    ],
+)
+def test_quick_header_equals_tag_reader_and_pydicom(factory, extra):
+    from ukbmri.io.dicomtags import TagReader, header_from, quick_header
+
+    ds = pydicom.dcmread(io.BytesIO(factory.make_image(slope=2.0, intercept=-3.0)))
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    fh = fast_header(data)
+    got = quick_header(fh, "m")
+    via_reader = header_from(TagReader(fh.get, None, "m"), "m")
+    if got is not None:
+        assert got[0] == via_reader
+    assert parse_image(data, member="m")[0] == parse_image(data, member="m", use_pydicom=True)[0] == via_reader

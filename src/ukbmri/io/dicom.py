@@ -36,6 +36,7 @@ from ukbmri.io.dicomtags import (
     fast_header,
     header_from,
     parse_dicom_datetime,
+    quick_header,
     tag_label,
 )
 
@@ -190,9 +191,8 @@ def parse_image_spec(
         )
     fh = None if use_pydicom else _fast(data)
     if fh is not None:
-        r = TagReader(fh.get, path, member)
-        header = header_from(r, member)
-        return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, r, header, data)
+        header, ints = _fast_values(fh, path, member)
+        return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, ints, header, data)
     fp = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
@@ -210,7 +210,7 @@ def parse_image_spec(
     if not ts:  # no file meta: the encoding pydicom found
         implicit, little = ds.original_encoding
         ts = ("1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1") if little else ""
-    return header, _pixel_spec(pix_at, ts, ts == "1.2.840.10008.1.2", r, header, data)
+    return header, _pixel_spec(pix_at, ts, ts == "1.2.840.10008.1.2", _ints(r), header, data)
 
 
 def parse_header_prefix(
@@ -225,9 +225,8 @@ def parse_header_prefix(
     fh = _fast(prefix)
     if fh is None or prefix[fh.pixel_at : fh.pixel_at + 4] != _PIXEL_TAG_LE:
         return None
-    r = TagReader(fh.get, path, member)
-    header = header_from(r, member)
-    return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, r, header, prefix)
+    header, ints = _fast_values(fh, path, member)
+    return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, ints, header, prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,10 +321,26 @@ def _value_at(data: bytes, at: int, implicit: bool) -> tuple[int, int]:
     return (-1, -1) if length == 0xFFFFFFFF else (start, length)
 
 
+_PIXEL_INTS = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "NumberOfFrames")
+
+
+def _ints(r: TagReader) -> dict[str, int | None]:
+    return {kw: r.int_(kw, required=False) for kw in _PIXEL_INTS}
+
+
+def _fast_values(fh: FastHeader, path: str | None, member: str | None) -> tuple[ImageHeader, dict[str, int | None]]:
+    """Header and pixel integers of a fast-path header: directly when plain, else through :class:`TagReader`."""
+    got = quick_header(fh, member)
+    if got is not None:
+        return got
+    r = TagReader(fh.get, path, member)
+    return header_from(r, member), _ints(r)
+
+
 def _pixel_spec(
-    pix_at: int, ts: str, implicit: bool, r: TagReader, header: ImageHeader, data: bytes = b""
+    pix_at: int, ts: str, implicit: bool, ints: dict[str, int | None], header: ImageHeader, data: bytes = b""
 ) -> PixelSpec:
-    bits_alloc = r.int_("BitsAllocated", required=False) or 0
+    bits_alloc = ints["BitsAllocated"] or 0
     start, length = _value_at(data, pix_at, implicit) if ts in _NATIVE_LE else (-1, -1)
     return PixelSpec(
         pixel_at=pix_at,
@@ -334,10 +349,9 @@ def _pixel_spec(
         rows=header.rows,
         columns=header.columns,
         bits_allocated=bits_alloc,
-        bits_stored=r.int_("BitsStored", required=False) or bits_alloc,
-        signed=(r.int_("PixelRepresentation", required=False) or 0) == 1,
-        single_frame_mono=(r.int_("SamplesPerPixel", required=False) or 1) == 1
-        and (r.int_("NumberOfFrames", required=False) or 1) == 1,
+        bits_stored=ints["BitsStored"] or bits_alloc,
+        signed=(ints["PixelRepresentation"] or 0) == 1,
+        single_frame_mono=(ints["SamplesPerPixel"] or 1) == 1 and (ints["NumberOfFrames"] or 1) == 1,
         value_length=length,
         value_start=start,
     )
