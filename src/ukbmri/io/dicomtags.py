@@ -55,6 +55,7 @@ _BY_TAG: dict[int, tuple[str, str]] = {}
 for _kw in KEYWORDS:
     _tag = tag_for_keyword(_kw)
     _BY_TAG[_tag] = (_kw, dictionary_VR(_tag))
+_VR_BYTES = {vr: vr.encode("ascii") for _, vr in _BY_TAG.values()}
 _STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI", "LT", "ST", "PN"}
 _SINGLE_VRS = {"LT", "ST"}  # values that may legitimately contain a backslash
 _US = struct.Struct("<H")
@@ -126,7 +127,7 @@ def fast_header(data: bytes) -> FastHeader | None:
     values: dict[str, tuple[str, bytes]] = {}
     for tag, (found_vr, value) in elements.items():
         kw, vr = _BY_TAG[tag]
-        if found_vr is not None and found_vr != vr and not (vr == "US" and found_vr == "SS"):
+        if found_vr is not None and found_vr != _VR_BYTES[vr] and not (vr == "US" and found_vr == b"SS"):
             return None  # unexpected VR in the file: let pydicom decide
         if vr in _STRING_VRS and not value.isascii():
             return None  # a character set to honour: pydicom decodes it

@@ -38,8 +38,9 @@ class _Stop(Exception):
     """The walker met something it does not handle (the caller uses pydicom)."""
 
 
-#: raw header: {tag: (VR as found or None when implicit, value bytes)}, PixelData offset, transfer syntax, implicit
-RawHeader = tuple[dict[int, tuple[str | None, bytes]], int, str, bool]
+#: raw header: {tag: (VR bytes as found, None when implicit; value bytes)}, PixelData offset, transfer syntax,
+#: implicit
+RawHeader = tuple[dict[int, tuple[bytes | None, bytes]], int, str, bool]
 
 
 def _walk(data: bytes, pos: int, implicit: bool, want: Container[int], out: dict | None, mode: int, depth: int) -> int:
@@ -49,47 +50,47 @@ def _walk(data: bytes, pos: int, implicit: bool, want: Container[int], out: dict
     (stop at a pixel data element); 2: an item of undefined length (stop after its delimiter).
     """
     n = len(data)
+    unpack = _HEAD.unpack_from
     while True:
         if pos + 8 > n:
             if mode == 1 and pos == n:
                 return pos  # no PixelData at all
             raise _Stop
-        group, elem, vr, short = _HEAD.unpack_from(data, pos)
-        if mode == 0 and group != 0x0002:
-            return pos
+        group, elem, vr, short = unpack(data, pos)
         if group == 0xFFFE:
             if mode == 2 and elem == _ITEM_END:
                 return pos + 8
             raise _Stop
-        if mode == 1 and group == 0x7FE0 and elem in _PIXEL_ELEMENTS:
+        if group == 0x7FE0 and mode == 1 and elem in _PIXEL_ELEMENTS:
+            return pos
+        if mode == 0 and group != 0x0002:
             return pos
         if implicit:
             (length,) = _U32.unpack_from(data, pos + 4)
             start = pos + 8
-            vr_s = None
+            vr = None
+        elif vr in _SHORT_VRS:
+            length = short
+            start = pos + 8
         elif vr in _LONG_VRS:
             if pos + 12 > n:
                 raise _Stop
             (length,) = _U32.unpack_from(data, pos + 8)
             start = pos + 12
-            vr_s = vr.decode("ascii")
-        elif vr in _SHORT_VRS:
-            length = short
-            start = pos + 8
-            vr_s = vr.decode("ascii")
         else:
             raise _Stop
-        tag = group << 16 | elem
         if length == _UNDEFINED:
-            if out is not None and tag in want:
+            if out is not None and (group << 16 | elem) in want:
                 raise _Stop
             pos = _skip_sequence(data, start, implicit, depth + 1)
             continue
         end = start + length
         if end > n:
             raise _Stop
-        if out is not None and tag in want:
-            out[tag] = (vr_s, data[start:end])
+        if out is not None:
+            tag = group << 16 | elem
+            if tag in want:
+                out[tag] = (vr, data[start:end])
         pos = end
 
 
@@ -125,7 +126,7 @@ def walk_header(data: bytes, want: Container[int]) -> RawHeader | None:
     """
     if data[128:132] != b"DICM":
         return None
-    meta: dict[int, tuple[str | None, bytes]] = {}
+    meta: dict[int, tuple[bytes | None, bytes]] = {}
     try:
         pos = _walk(data, 132, False, (0x00020010,), meta, 0, 0)
         ts_raw = meta.get(0x00020010)
@@ -133,7 +134,7 @@ def walk_header(data: bytes, want: Container[int]) -> RawHeader | None:
         implicit = _NATIVE.get(ts)
         if implicit is None:
             return None
-        values: dict[int, tuple[str | None, bytes]] = {}
+        values: dict[int, tuple[bytes | None, bytes]] = {}
         pixel_at = _walk(data, pos, implicit, want, values, 1, 0)
     except (_Stop, struct.error):
         return None
