@@ -213,7 +213,8 @@ def mimir_image_details(water: Volume | np.ndarray, fat: Volume | np.ndarray) ->
         # innermost (the order of the voxels in a row changes neither its histogram nor its
         # mask count), zeros replaced by 1 as MIMIR does; a few slices at a time (cache-sized)
         s = np.empty((b - a, n_z, n_lr))
-        np.add(w[:, a:b, :].transpose(1, 2, 0), f[:, a:b, :].transpose(1, 2, 0), out=s, dtype=np.float64)
+        s[...] = w[:, a:b, :].transpose(1, 2, 0)  # a cast copy then a float64 += is the same sum as
+        s += f[:, a:b, :].transpose(1, 2, 0)  # np.add(..., dtype=float64), 2.5x faster (no buffered casting)
         s[s == 0] = 1
         return s
 
