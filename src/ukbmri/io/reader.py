@@ -137,10 +137,10 @@ def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _L
         hdr, px, hint = _scan_member(src, name, hint, prefetch if keep == "spec" else (lambda h: True) if whole else None)
         if isinstance(px, PixelRef):  # pixel bytes held until decoding (float32 will be twice that, or more)
             kept += px.nbytes if px.offset >= 0 else len(px.data)
-            if kept > src.limits.max_pixel_bytes:
+            if kept > src.limits.max_pixel_bytes // 2:
                 raise MemberTooLargeError(
                     "members to decode hold more pixel bytes than the pixel budget", path=path, member=name,
-                    expected=f"at most {src.limits.max_pixel_bytes} bytes", found=f"more than {kept}",
+                    expected=f"at most {src.limits.max_pixel_bytes // 2} bytes", found=f"more than {kept}",
                 )
         if keep != "none":
             out.store[name] = px

@@ -82,8 +82,9 @@ class ZipLimits:
     max_member_bytes: int = 64 * 2**20
     max_total_bytes: int = 4 * 2**30
     max_members: int = 20_000
-    #: float32 bytes of decoded pixels one read may hold (checked from the headers before allocating)
-    max_pixel_bytes: int = 768 * 2**20
+    #: float32 bytes of decoded pixels one read may hold (checked from the headers before allocating;
+    #: members kept for decoding may hold half of it: 16-bit pixels). A whole 20201 zip needs 207 MB.
+    max_pixel_bytes: int = 512 * 2**20
     #: bytes a DICOM member may carry beyond its header and PixelData (trailing elements, padding)
     max_trailing_bytes: int = 64 * 2**10
 

@@ -96,9 +96,9 @@ RESAMPLE_TOLERANCE = 0.01
 MAX_OVERLAP = 8
 #: Axial slices dropped at each end of the fused volume (folding artefacts).
 TRIM_SLICES = 4
-#: Largest fused volume built (voxels per channel, 256 MB of float32; UK Biobank's is ~14.4 M):
+#: Largest fused volume built (voxels per channel, 128 MB of float32; UK Biobank's is ~14.4 M):
 #: stations placed absurdly far apart are refused before anything is allocated.
-MAX_FUSED_VOXELS = 64 * 2**20
+MAX_FUSED_VOXELS = 32 * 2**20
 #: Source coordinates this close (voxels) to the output indices are copied, not interpolated.
 IDENTITY_TOLERANCE = 1e-6
 
