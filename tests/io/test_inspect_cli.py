@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import pydicom
 import pytest
 from click.testing import CliRunner
 
@@ -80,3 +83,27 @@ def test_inspect_usage(args):
         assert r.exit_code == 0 and "--pixels" in r.output
     else:
         assert r.exit_code == 2 and "Missing argument" in r.output
+
+
+def test_inspect_pixels_reports_an_oversized_zip_and_goes_on_recursively(tmp_path, factory, gre_zip):
+    import shutil
+
+    members = []
+    for name, data in factory.gre_members():
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.Rows = ds.Columns = 65535
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        members.append((name, buf.getvalue()))
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    factory.write_zip(tmp_path / "a" / "1000003_20203_2_0.zip", members)
+    shutil.copy(gre_zip, tmp_path / "a" / "b" / "1000004_20203_2_0.zip")
+    (tmp_path / ".hidden").mkdir()
+    shutil.copy(gre_zip, tmp_path / ".hidden" / "1000005_20203_2_0.zip")
+    r = _run("inspect", "--pixels", str(tmp_path))
+    assert r.exit_code == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "1000003_20203_2_0.zip" in err[0] and any(f"[{n}]" in err[0] for n, _ in members)
+    assert "65535 x 65535" in err[0]
+    assert "1000004_20203_2_0.zip" in r.stdout and "1000005" not in r.output  # nested found, hidden skipped
+    assert "Traceback" not in r.output

@@ -167,3 +167,34 @@ def test_member_whose_header_overstates_its_size(tmp_path):
 def test_missing_file_is_an_oserror(tmp_path):
     with pytest.raises(FileNotFoundError):
         ZipSource(tmp_path / "nope.zip")
+
+
+@pytest.mark.parametrize("backend", ["zlib", "isal", "zlib-ng"])
+def test_member_reader_grows_a_prefix_then_reads_the_rest_identically(tmp_path, backend):
+    from ukbmri.io.zipsource import inflate_backend
+
+    try:
+        lib = inflate_backend(backend)
+    except ImportError:
+        pytest.skip(f"{backend} not installed")
+    import random
+
+    rnd = random.Random(1)
+    payload = bytes(rnd.getrandbits(3) for _ in range(300_000))  # compressible, many deflate blocks
+    p = tmp_path / "m.zip"
+    p.write_bytes(_zip_bytes([("a.dcm", payload), ("b.dcm", b"")]))
+    with ZipSource(p) as src:
+        src._inflate = lib
+        m = src.open_member("a.dcm")
+        assert m.read_prefix(100) == payload[:100]
+        assert m.read_prefix(70_000) == payload[:70_000]  # continues the stream
+        assert m.read_prefix(50) == payload[:50]
+        assert m.read_all() == payload
+        assert src.open_member("b.dcm").read_all() == b""
+    # a flipped bit in the compressed data is caught (corrupt stream or CRC)
+    data = bytearray(p.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    p.write_bytes(bytes(data))
+    with ZipSource(p) as src, pytest.raises(TruncatedZipError):
+        src._inflate = lib
+        src.read("a.dcm")

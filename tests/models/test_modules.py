@@ -98,7 +98,7 @@ def test_load_published_mimir_module_and_predict(mimir_resnet50):
         raw = model(torch.from_numpy(images).float()).numpy()
     assert np.all(np.abs(raw) < 50)  # a sane, non-degenerate network
     exp_mean, exp_var = mimir_formula(raw)
-    mean, var = predict_images(mod, images, batch_size=1)
+    mean, var = predict_images(mod, images, batch_size=1, precision="fp32")
     np.testing.assert_allclose(mean, exp_mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(var, exp_var, rtol=1e-4)
 
@@ -290,7 +290,7 @@ def test_save_load_round_trip_and_mimir_can_read_it(tmp_path):
     images = np.random.default_rng(1).integers(0, 256, (3, 3, 256, 256), dtype=np.uint8)
     with torch.no_grad():
         raw = model(torch.from_numpy(images).float()).numpy().astype(np.float64)
-    got_mean, got_var = predict_images(mod, images)
+    got_mean, got_var = predict_images(mod, images, precision="fp32")
     exp_mean = (raw[:, 0::2] * sd + np.array(mean)) / [1.0, 1000.0]
     exp_var = np.exp(raw[:, 1::2]) * np.square(sd) * cal / np.square([1.0, 1000.0])
     np.testing.assert_allclose(got_mean, exp_mean, rtol=1e-5)

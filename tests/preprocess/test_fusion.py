@@ -201,3 +201,25 @@ def test_unsorted_stations_are_refused():
         fuse([b, a])
     with pytest.raises(FusionError, match="shape"):
         fuse([replace(a, fat=a.fat[:, :-1])])
+
+
+def test_stations_far_apart_are_refused_before_allocating():
+    from ukbmri.errors import FusionError
+
+    # the second station 1e7 mm lower: a fused grid of millions of slices would need ~20 TB
+    a = _station(1, 0.0, 10, 3.0, np.full(10, 1.0), np.full(10, 1.0))
+    b = _station(2, -1.0e7, 10, 3.0, np.full(10, 1.0), np.full(10, 1.0), x0=-20.0 - 1e6)
+    with pytest.raises(FusionError, match="implausibly large") as ei:
+        fuse([a, b])
+    assert "at most" in str(ei.value)
+
+
+def test_slice_by_slice_z_interpolation_matches_take():
+    from ukbmri.preprocess.fusion import _axis_weights, _interp_axis
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(13, 5, 4)).astype(np.float32)
+    wts = _axis_weights(13, 17, 0.3, 0.77)
+    i0, i1, w0, w1 = wts
+    expected = np.take(data, i0, axis=0) * w0[:, None, None] + np.take(data, i1, axis=0) * w1[:, None, None]
+    np.testing.assert_array_equal(_interp_axis(data, 0, wts), expected)

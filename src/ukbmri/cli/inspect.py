@@ -91,13 +91,26 @@ def format_zip(z, *, pixels: bool = False) -> list[str]:
 
 
 def _expand(paths: Sequence[Path]) -> list[Path]:
+    """Zips given directly, or found in folders recursively (hidden files and folders skipped), like ``run``."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() == ".zip" and q.is_file())
+            out += sorted(
+                q for q in p.rglob("*")
+                if q.suffix.lower() == ".zip" and q.is_file()
+                and not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
         else:
             out.append(p)
-    return out
+    return list(dict.fromkeys(out))
+
+
+def _describe(path: Path, exc: Exception) -> str:
+    if isinstance(exc, UkbmriError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    return f"{path}: unexpected error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback"
 
 
 @click.command("inspect")
@@ -105,7 +118,7 @@ def _expand(paths: Sequence[Path]) -> list[Path]:
 @click.option("--pixels", is_flag=True, help="Also decode all pixels and show each series' value range.")
 @click.pass_context
 def inspect(ctx: click.Context, zips: tuple[Path, ...], pixels: bool) -> None:
-    """List the series in UK Biobank MRI zips (ZIPS: zip files or folders of them).
+    """List the series in UK Biobank MRI zips (ZIPS: zip files or folders, searched recursively).
 
     Reads headers only (fast) unless --pixels. An unreadable zip gets one line
     `error: <message>` and the others are still shown; the exit status is 2
@@ -122,12 +135,11 @@ def inspect(ctx: click.Context, zips: tuple[Path, ...], pixels: bool) -> None:
     for i, path in enumerate(paths):
         try:
             z = read_zip(path, pixels=pixels)
-        except (UkbmriError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad zip must not hide the others
             if debug:
                 raise
             failed += 1
-            msg = str(exc) if isinstance(exc, UkbmriError) else f"{path}: {exc.strerror or exc}"
-            click.echo(f"error: {msg}", err=True)
+            click.echo(f"error: {_describe(path, exc)}", err=True)
             continue
         if i:
             click.echo("")

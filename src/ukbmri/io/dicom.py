@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 
-from ukbmri.errors import NotDicomError, PixelDataError
+from ukbmri.errors import MemberTooLargeError, NotDicomError, PixelDataError
 from ukbmri.io.dicomtags import (
     FastHeader,
     ImageHeader,
@@ -36,6 +36,7 @@ from ukbmri.io.dicomtags import (
     fast_header,
     header_from,
     parse_dicom_datetime,
+    quick_header,
     tag_label,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "PixelRef",
     "PixelSpec",
     "parse_image",
+    "parse_image_spec",
     "parse_header_prefix",
     "looks_like_dicom",
     "image_kind",
@@ -92,6 +94,19 @@ class PixelRef:
     bits_stored: int
     path: str | None
     member: str | None
+
+    def check_length(self) -> None:
+        """:class:`PixelDataError` when native PixelData is shorter than Rows x Columns needs."""
+        if self.offset >= 0 and self.rows * self.columns * np.dtype(self.dtype).itemsize > self.nbytes:
+            dt = np.dtype(self.dtype)
+            count = self.rows * self.columns
+            raise PixelDataError(
+                "PixelData is truncated",
+                path=self.path,
+                member=self.member,
+                expected=f"{count * dt.itemsize} bytes",
+                found=f"{self.nbytes} bytes",
+            )
 
     def decode(self) -> np.ndarray:
         """The stored values as a (rows, columns) integer array, before rescaling."""
@@ -148,6 +163,17 @@ def parse_image(
 ) -> tuple[ImageHeader, PixelRef]:
     """Parse one DICOM image's header; pixels are located, not decoded.
 
+    :func:`parse_image_spec` and :meth:`PixelSpec.bind`; see there.
+    """
+    header, spec = parse_image_spec(data, path=path, member=member, use_pydicom=use_pydicom)
+    return header, spec.bind(data, path=path, member=member)
+
+
+def parse_image_spec(
+    data: bytes, *, path: str | None = None, member: str | None = None, use_pydicom: bool = False
+) -> tuple[ImageHeader, PixelSpec]:
+    """One DICOM image's header and pixel layout from its whole bytes.
+
     Native little-endian Part 10 files take a fast path (:mod:`ukbmri.io.dicomtags`);
     everything else, or ``use_pydicom=True``, goes through :func:`pydicom.dcmread`.
 
@@ -165,10 +191,8 @@ def parse_image(
         )
     fh = None if use_pydicom else _fast(data)
     if fh is not None:
-        r = TagReader(fh.get, path, member)
-        header = header_from(r, member)
-        spec = _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, r, header)
-        return header, spec.bind(data, path=path, member=member)
+        header, ints = _fast_values(fh, path, member)
+        return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, ints, header, data)
     fp = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
@@ -186,8 +210,7 @@ def parse_image(
     if not ts:  # no file meta: the encoding pydicom found
         implicit, little = ds.original_encoding
         ts = ("1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1") if little else ""
-    spec = _pixel_spec(pix_at, ts, ts == "1.2.840.10008.1.2", r, header)
-    return header, spec.bind(data, path=path, member=member)
+    return header, _pixel_spec(pix_at, ts, ts == "1.2.840.10008.1.2", _ints(r), header, data)
 
 
 def parse_header_prefix(
@@ -202,9 +225,8 @@ def parse_header_prefix(
     fh = _fast(prefix)
     if fh is None or prefix[fh.pixel_at : fh.pixel_at + 4] != _PIXEL_TAG_LE:
         return None
-    r = TagReader(fh.get, path, member)
-    header = header_from(r, member)
-    return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, r, header)
+    header, ints = _fast_values(fh, path, member)
+    return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, ints, header, prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +242,44 @@ class PixelSpec:
     bits_stored: int
     signed: bool
     single_frame_mono: bool  #: SamplesPerPixel 1 and NumberOfFrames 1
+    value_length: int = -1  #: declared PixelData length (-1: unknown or encapsulated)
+    value_start: int = -1  #: offset of the PixelData value (-1: unknown)
+
+    @property
+    def needed_bytes(self) -> int:
+        """Bytes one native frame of Rows x Columns x BitsAllocated needs (0 when unknown)."""
+        return self.rows * self.columns * (self.bits_allocated // 8) if self.bits_allocated in (8, 16, 32) else 0
+
+    def check_layout(self, member_size: int, *, max_trailing: int, path: str | None, member: str | None) -> None:
+        """Refuse, before anything is allocated, a member whose sizes do not add up.
+
+        * native PixelData far longer than Rows x Columns x BitsAllocated needs;
+        * a member larger than its header plus PixelData plus ``max_trailing`` bytes
+          (zero padding after PixelData: decompressing it costs memory for nothing).
+
+        Raises :class:`PixelDataError` / :class:`MemberTooLargeError`. (PixelData
+        shorter than the matrix needs is left to decoding, so a header-only scan
+        still lists such a file; :func:`~ukbmri.io.grouping.stack_pixels` refuses it
+        before allocating.)
+        """
+        need = self.needed_bytes
+        native = self.transfer_syntax in _NATIVE_LE and self.single_frame_mono and self.value_length >= 0
+        if native and need and self.value_length > need + max_trailing:
+            raise PixelDataError(
+                "PixelData is far longer than Rows x Columns x BitsAllocated needs",
+                path=path, member=member,
+                expected=f"{need} bytes ({self.rows} x {self.columns} x {self.bits_allocated} bits)",
+                found=f"{self.value_length} bytes",
+            )
+        if self.value_start >= 0 and self.value_length >= 0:
+            content = self.value_start + self.value_length
+            if member_size > content + max_trailing:
+                raise MemberTooLargeError(
+                    "member is larger than its DICOM content needs (padding after PixelData?)",
+                    path=path, member=member,
+                    expected=f"about {content} bytes (header + PixelData), at most {content + max_trailing}",
+                    found=f"{member_size} bytes",
+                )
 
     def bind(self, data: bytes, *, path: str | None = None, member: str | None = None) -> PixelRef:
         """A :class:`PixelRef` on the whole member: frombuffer for native little endian, else pydicom."""
@@ -244,8 +304,44 @@ class PixelSpec:
         return PixelRef(data, start, nbytes, dtype, self.rows, self.columns, self.bits_stored, path, member)
 
 
-def _pixel_spec(pix_at: int, ts: str, implicit: bool, r: TagReader, header: ImageHeader) -> PixelSpec:
-    bits_alloc = r.int_("BitsAllocated", required=False) or 0
+def _value_at(data: bytes, at: int, implicit: bool) -> tuple[int, int]:
+    """(start, length) of the PixelData value whose element starts at ``at`` ((-1, -1) when unknown)."""
+    if data[at : at + 4] != _PIXEL_TAG_LE:
+        return -1, -1
+    if implicit:
+        if len(data) < at + 8:
+            return -1, -1
+        (length,) = struct.unpack_from("<I", data, at + 4)
+        start = at + 8
+    else:
+        if len(data) < at + 12 or data[at + 4 : at + 6] not in (b"OW", b"OB"):
+            return -1, -1
+        (length,) = struct.unpack_from("<I", data, at + 8)
+        start = at + 12
+    return (-1, -1) if length == 0xFFFFFFFF else (start, length)
+
+
+_PIXEL_INTS = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "NumberOfFrames")
+
+
+def _ints(r: TagReader) -> dict[str, int | None]:
+    return {kw: r.int_(kw, required=False) for kw in _PIXEL_INTS}
+
+
+def _fast_values(fh: FastHeader, path: str | None, member: str | None) -> tuple[ImageHeader, dict[str, int | None]]:
+    """Header and pixel integers of a fast-path header: directly when plain, else through :class:`TagReader`."""
+    got = quick_header(fh, member)
+    if got is not None:
+        return got
+    r = TagReader(fh.get, path, member)
+    return header_from(r, member), _ints(r)
+
+
+def _pixel_spec(
+    pix_at: int, ts: str, implicit: bool, ints: dict[str, int | None], header: ImageHeader, data: bytes = b""
+) -> PixelSpec:
+    bits_alloc = ints["BitsAllocated"] or 0
+    start, length = _value_at(data, pix_at, implicit) if ts in _NATIVE_LE else (-1, -1)
     return PixelSpec(
         pixel_at=pix_at,
         transfer_syntax=ts,
@@ -253,10 +349,11 @@ def _pixel_spec(pix_at: int, ts: str, implicit: bool, r: TagReader, header: Imag
         rows=header.rows,
         columns=header.columns,
         bits_allocated=bits_alloc,
-        bits_stored=r.int_("BitsStored", required=False) or bits_alloc,
-        signed=(r.int_("PixelRepresentation", required=False) or 0) == 1,
-        single_frame_mono=(r.int_("SamplesPerPixel", required=False) or 1) == 1
-        and (r.int_("NumberOfFrames", required=False) or 1) == 1,
+        bits_stored=ints["BitsStored"] or bits_alloc,
+        signed=(ints["PixelRepresentation"] or 0) == 1,
+        single_frame_mono=(ints["SamplesPerPixel"] or 1) == 1 and (ints["NumberOfFrames"] or 1) == 1,
+        value_length=length,
+        value_start=start,
     )
 
 

@@ -30,10 +30,23 @@ __all__ = [
     "field_problems",
     "dixon_stations",
     "GRE_DESCRIPTIONS",
+    "max_matrix",
 ]
 
 GRE_DESCRIPTIONS = ("gre_mullti_echo_10_te_liver", "gre_multi_echo_10_te_liver")
 _DIXON_SUFFIX = {"in": "in", "opp": "opp", "f": "F", "w": "W"}
+
+
+#: largest Rows x Columns accepted per field: twice the largest UK Biobank matrix
+#: (20201: 174 x 224; 20203: 160 x 160 class; 20254: 232 x 256), so a header claiming
+#: 65535 x 65535 is refused before anything is allocated
+_MAX_MATRIX = {20201: (512, 512), 20203: (512, 512), 20254: (512, 512)}
+_MAX_MATRIX_OTHER = (4096, 4096)
+
+
+def max_matrix(field: int | None) -> tuple[int, int]:
+    """The largest (Rows, Columns) accepted for an image of ``field`` (4096 x 4096 for an unknown field)."""
+    return _MAX_MATRIX.get(field, _MAX_MATRIX_OTHER) if field is not None else _MAX_MATRIX_OTHER
 
 
 def normalise_description(desc: str) -> str:

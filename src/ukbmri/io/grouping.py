@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ukbmri.errors import SeriesError
+from ukbmri.errors import PixelDataError, SeriesError
 from ukbmri.io.dicom import ImageHeader, PixelRef, PixelSpec, image_kind
-from ukbmri.io.fields import dixon_kind
-from ukbmri.io.zipsource import ZipSource
+from ukbmri.io.fields import dixon_kind, max_matrix
+from ukbmri.io.zipsource import ZipLimits, ZipSource
 from ukbmri.types import Series
 
-__all__ = ["group_series", "stack_pixels", "with_pixels", "PixelSelector"]
+__all__ = ["group_series", "stack_pixels", "with_pixels", "check_matrix", "check_pixel_budget", "PixelSelector"]
 
 PixelSelector = bool | Callable[[Series], bool]
 
@@ -99,9 +99,47 @@ def _make_series(number, uid, kind, hs: list[ImageHeader], *, source, path, prob
     )
 
 
+def check_matrix(field: int, headers: Sequence[ImageHeader], *, path: str | None) -> None:
+    """:class:`PixelDataError` naming the first image whose Rows x Columns is beyond what ``field`` uses."""
+    limit = max_matrix(field)
+    for h in headers:
+        if h.rows > limit[0] or h.columns > limit[1]:
+            raise PixelDataError(
+                f"image matrix larger than field {field} uses",
+                path=path,
+                member=h.member,
+                expected=f"at most {limit[0]} x {limit[1]}",
+                found=f"{h.rows} x {h.columns}",
+            )
+
+
+def check_pixel_budget(
+    grouped: list[tuple[Series, list[ImageHeader]]], pixels, limits: ZipLimits, *, path: str | None
+) -> None:
+    """:class:`PixelDataError` when the series to decode would need more than ``limits.max_pixel_bytes``.
+
+    Checked from the headers, before any array is allocated.
+    """
+    total = 0
+    for s, hs in grouped:
+        if pixels(s) if callable(pixels) else bool(pixels):
+            total += len(hs) * hs[0].rows * hs[0].columns * 4
+            if total > limits.max_pixel_bytes:
+                raise PixelDataError(
+                    "decoded pixels would exceed the memory budget",
+                    path=path,
+                    member=hs[0].member,
+                    expected=f"at most {limits.max_pixel_bytes} bytes of float32 pixels",
+                    found=f"more than {total} bytes (series {s.series_number}: {len(hs)} x {hs[0].rows} x "
+                    f"{hs[0].columns})",
+                )
+
+
 def stack_pixels(hs: Sequence[ImageHeader], refs: dict[str, PixelRef]) -> np.ndarray:
     """(n, rows, cols) float32 with each image's RescaleSlope/Intercept applied."""
     rows, cols = hs[0].rows, hs[0].columns
+    for h in hs:  # before allocating: a header claiming a huge matrix has too few bytes behind it
+        refs[h.member].check_length()
     out = np.empty((len(hs), rows, cols), dtype=np.float32)
     for i, h in enumerate(hs):
         raw = refs[h.member].decode()

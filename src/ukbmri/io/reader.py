@@ -25,23 +25,34 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ukbmri.errors import FieldMismatchError, NoDicomError
-from ukbmri.io.dicom import ImageHeader, PixelRef, PixelSpec, looks_like_dicom, parse_header_prefix, parse_image
+from ukbmri.errors import FieldMismatchError, MemberTooLargeError, NoDicomError
+from ukbmri.io.dicom import (
+    ImageHeader,
+    PixelRef,
+    PixelSpec,
+    looks_like_dicom,
+    parse_header_prefix,
+    parse_image,
+    parse_image_spec,
+)
 from ukbmri.io.fields import detect_field, field_problems, normalise_description
-from ukbmri.io.grouping import PixelSelector, group_series, with_pixels
+from ukbmri.io.grouping import PixelSelector, check_matrix, check_pixel_budget, group_series, with_pixels
 from ukbmri.io.manifest import Manifest, find_manifest_member, is_manifest_name, parse_manifest
 from ukbmri.io.zipsource import ZipLimits, ZipSource
 from ukbmri.types import FIELDS, ParticipantKey, Series
+
+HeaderFilter = Callable[[ImageHeader], bool]
 
 __all__ = ["UkbZip", "read_zip", "scan_zip", "read_dicom_series"]
 
 log = logging.getLogger(__name__)
 
-_FIRST_PREFIX = 16 * 1024  # bytes decompressed first for a header-only scan
+_FIRST_PREFIX = 4 * 1024  # bytes inflated first for a header (then what the previous member needed)
+_MIN_PREFIX = 1024
 _LITTER_RE = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 
 
@@ -98,17 +109,20 @@ class _Loaded:
     problems: list[str]
 
 
-def _load(src: ZipSource, keep: str) -> _Loaded:
-    """Parse every member once.
+def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _Loaded:
+    """Parse every member once, inflating each byte at most once.
 
     ``keep``: ``"ref"`` read whole members and keep their bytes (all pixels wanted),
-    ``"spec"`` read only header prefixes and keep the pixel layout (some wanted),
-    ``"none"`` read only header prefixes (header-only scan).
+    ``"spec"`` read header prefixes and keep the pixel layout (some wanted): members
+    whose header passes ``prefetch`` are read whole right away (their stream goes on
+    from the prefix), the others are left compressed; ``"none"`` header prefixes only.
+    Every member's sizes are checked against its header (:meth:`PixelSpec.check_layout`).
     """
     path = str(src.path)
     out = _Loaded([], {}, None, list(src.names), [])
     manifest_name = find_manifest_member(src.names)
     hint = _FIRST_PREFIX
+    kept = 0
     for name in src.names:
         if name == manifest_name:
             out.manifest = parse_manifest(src.read(name), member=name)
@@ -119,12 +133,17 @@ def _load(src: ZipSource, keep: str) -> _Loaded:
         if is_manifest_name(name):
             out.problems.append(f"skipped second manifest-like member {name!r}")
             continue
-        if keep == "ref":
-            hdr, out.store[name] = parse_image(src.read(name), path=path, member=name)
-        else:
-            hdr, px, hint = _scan_member(src, name, hint)
-            if keep == "spec":
-                out.store[name] = px
+        whole = keep == "ref" or (prefetch is not None and keep == "spec")
+        hdr, px, hint = _scan_member(src, name, hint, prefetch if keep == "spec" else (lambda h: True) if whole else None)
+        if isinstance(px, PixelRef):  # pixel bytes held until decoding (float32 will be twice that, or more)
+            kept += px.nbytes if px.offset >= 0 else len(px.data)
+            if kept > src.limits.max_pixel_bytes // 2:
+                raise MemberTooLargeError(
+                    "members to decode hold more pixel bytes than the pixel budget", path=path, member=name,
+                    expected=f"at most {src.limits.max_pixel_bytes // 2} bytes", found=f"more than {kept}",
+                )
+        if keep != "none":
+            out.store[name] = px
         out.headers.append(hdr)
     if not out.headers:
         names = out.names
@@ -134,21 +153,40 @@ def _load(src: ZipSource, keep: str) -> _Loaded:
     return out
 
 
-def _scan_member(src: ZipSource, name: str, hint: int) -> tuple[ImageHeader, PixelRef | PixelSpec, int]:
-    """Header of one member from as few decompressed bytes as possible (and the prefix size that worked)."""
+def _scan_member(
+    src: ZipSource, name: str, hint: int, whole: HeaderFilter | None
+) -> tuple[ImageHeader, PixelRef | PixelSpec, int]:
+    """Header of one member from as few inflated bytes as possible, the member itself when ``whole(header)``.
+
+    Returns the header, a :class:`PixelRef` (member read) or :class:`PixelSpec` (not read),
+    and the prefix size to try first for the next member.
+    """
     path = str(src.path)
-    size = src.declared_size(name)
+    m = src.open_member(name)
+    size = m.size
     n = hint
+    got = None
     while n < size:
-        prefix = src.read_prefix(name, n)
+        prefix = m.read_prefix(n)
         if not looks_like_dicom(prefix):
             break
         got = parse_header_prefix(prefix, path=path, member=name)
         if got is not None:
-            return got[0], got[1], n
+            break
         n *= 4
-    hdr, ref = parse_image(src.read(name), path=path, member=name)
-    return hdr, ref, hint
+    data = None
+    if got is not None:
+        hdr, spec = got
+        hint = max(_MIN_PREFIX, spec.value_start + spec.value_start // 8 + 256)
+    else:
+        data = m.read_all()
+        hdr, spec = parse_image_spec(data, path=path, member=name)
+    spec.check_layout(size, max_trailing=src.limits.max_trailing_bytes, path=path, member=name)
+    if data is None and whole is not None and whole(hdr):
+        data = m.read_all()
+    if data is None:
+        return hdr, spec, hint
+    return hdr, spec.bind(data, path=path, member=name), hint
 
 
 def _manifest_problems(manifest: Manifest | None, members: Sequence[str], headers: Sequence[ImageHeader]) -> list[str]:
@@ -198,6 +236,7 @@ def read_zip(
     pixels: PixelSelector = True,
     limits: ZipLimits | None = None,
     expect_field: int | None = None,
+    prefetch: HeaderFilter | None = None,
 ) -> UkbZip:
     """Read a UK Biobank zip (headers, and pixels as asked) without extracting it.
 
@@ -213,6 +252,17 @@ def read_zip(
     expect_field:
         Raise :class:`FieldMismatchError` when the headers say another field
         (checked before any pixel is decoded).
+    prefetch:
+        With a callable ``pixels``: members whose :class:`ImageHeader` passes are read
+        whole during the header pass (their inflate stream continues from the header,
+        so nothing is inflated twice), e.g. ``dixon_kind(h.description) in ("W", "F")``.
+        A hint only: ``pixels`` still decides what is decoded, and members it wants
+        that were not prefetched are read afterwards.
+
+    Before anything is decoded, every image's Rows x Columns is checked against
+    its field (:func:`~ukbmri.io.fields.max_matrix`) and the float32 size of all
+    series to decode against ``limits.max_pixel_bytes``: a zip claiming 65535 x 65535
+    images is a :class:`PixelDataError` naming the member, not a failed allocation.
 
     Raises
     ------
@@ -223,7 +273,7 @@ def read_zip(
     path = Path(path)
     keep = "spec" if callable(pixels) else ("ref" if pixels else "none")
     with ZipSource(path, limits) as src:
-        loaded = _load(src, keep)
+        loaded = _load(src, keep, prefetch)
         headers = loaded.headers
         grouped, group_notes = group_series(headers, source=str(path), path=str(path))
         series_only = [s for s, _ in grouped]
@@ -243,6 +293,9 @@ def read_zip(
         pids = sorted({h.patient_id for h in headers if h.patient_id})
         if len(pids) > 1:
             notes.append(f"images carry {len(pids)} different PatientIDs: {_few(pids)}")
+        check_matrix(field, headers, path=str(path))
+        if keep != "none":
+            check_pixel_budget(grouped, pixels, src.limits, path=str(path))
         series = series_only if keep == "none" else with_pixels(grouped, loaded.store, pixels, src)
     return UkbZip(path, key, field, tuple(series), loaded.manifest, tuple(notes))
 
@@ -273,6 +326,7 @@ def read_dicom_series(
                 grouped, _ = group_series(loaded.headers, source=str(root), path=str(root))
                 if keep == "none":
                     return tuple(s for s, _ in grouped)
+                check_pixel_budget(grouped, pixels, src.limits, path=str(root))
                 return tuple(with_pixels(grouped, loaded.store, pixels, src))
         if root.is_file():
             files = [root]
@@ -297,6 +351,7 @@ def read_dicom_series(
     grouped, _ = group_series(headers, source=label, path=label)
     if pixels is False:
         return tuple(s for s, _ in grouped)
+    check_pixel_budget(grouped, pixels, limits or ZipLimits(), path=label)
     return tuple(with_pixels(grouped, refs, pixels))
 
 

@@ -50,6 +50,13 @@ def is_water_or_fat(series: Series) -> bool:
     return dixon_kind(series.description) in ("W", "F")
 
 
+def _water_or_fat_header(header) -> bool:
+    """Prefetch hint: read W and F members whole while their headers are parsed (inflated once)."""
+    from ukbmri.io import dixon_kind
+
+    return dixon_kind(header.description) in ("W", "F")
+
+
 def preprocess_body(
     path: str | os.PathLike[str], *, min_stations: int = EXPECTED_STATIONS - 1, limits=None
 ) -> BodyResult:
@@ -65,7 +72,7 @@ def preprocess_body(
     """
     from ukbmri.io import read_zip
 
-    z = read_zip(path, pixels=is_water_or_fat, limits=limits, expect_field=20201)
+    z = read_zip(path, pixels=is_water_or_fat, limits=limits, expect_field=20201, prefetch=_water_or_fat_header)
     report = collect_stations(z.series, source=z.path, min_stations=min_stations)
     key = z.key
     del z  # the decoded series not referenced by the stations are released

@@ -77,6 +77,7 @@ __all__ = [
     "RESAMPLE_TOLERANCE",
     "MAX_OVERLAP",
     "TRIM_SLICES",
+    "MAX_FUSED_VOXELS",
     "Placement",
     "FusionResult",
     "plan_grid",
@@ -95,6 +96,9 @@ RESAMPLE_TOLERANCE = 0.01
 MAX_OVERLAP = 8
 #: Axial slices dropped at each end of the fused volume (folding artefacts).
 TRIM_SLICES = 4
+#: Largest fused volume built (voxels per channel, 128 MB of float32; UK Biobank's is ~14.4 M):
+#: stations placed absurdly far apart are refused before anything is allocated.
+MAX_FUSED_VOXELS = 32 * 2**20
 #: Source coordinates this close (voxels) to the output indices are copied, not interpolated.
 IDENTITY_TOLERANCE = 1e-6
 
@@ -190,12 +194,27 @@ def _axis_weights(n_in: int, n_out: int, offset: float, scaling: float):
 
 
 def _interp_axis(data: np.ndarray, axis: int, weights) -> np.ndarray:
+    """Linear interpolation along ``axis``: ``data[i0] * w0 + data[i1] * w1`` in float32.
+
+    Along axis 0 (z, the axis resampled in practice) slice by slice: no gathered copies
+    of the whole station, the same float32 operations in the same order.
+    """
     i0, i1, w0, w1 = weights
+    add = bool(np.any(w1 != 0))
+    if axis == 0:
+        out = np.empty((len(i0), *data.shape[1:]), dtype=np.result_type(data.dtype, np.float32))
+        tmp = np.empty(data.shape[1:], dtype=out.dtype)
+        for k in range(len(i0)):
+            np.multiply(data[i0[k]], w0[k], out=out[k])
+            if add:
+                np.multiply(data[i1[k]], w1[k], out=tmp)
+                out[k] += tmp
+        return out
     shape = [1, 1, 1]
     shape[axis] = -1
     out = np.take(data, i0, axis=axis)
     out *= w0.reshape(shape)
-    if np.any(w1 != 0):
+    if add:
         part = np.take(data, i1, axis=axis)
         part *= w1.reshape(shape)
         out += part
@@ -352,6 +371,12 @@ def fuse(stations: Sequence[Station]) -> FusionResult:
     if shape_zyx[0] <= 2 * TRIM_SLICES:
         raise FusionError(
             "fused volume too short", path=src, expected=f"> {2 * TRIM_SLICES} slices", found=shape_zyx[0]
+        )
+    if math.prod(shape_zyx) > MAX_FUSED_VOXELS:
+        raise FusionError(
+            "fused volume would be implausibly large (station positions far apart?)", path=src,
+            expected=f"at most {MAX_FUSED_VOXELS} voxels (UK Biobank: about 224 x 174 x 370)",
+            found=" x ".join(str(v) for v in shape_zyx[::-1]),
         )
     starts_zyx = [(starts[i], p.start[1], p.start[2]) for i, p in enumerate(placements)]
     z_total = shape_zyx[0]

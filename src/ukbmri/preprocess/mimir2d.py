@@ -58,7 +58,8 @@ __all__ = [
 BED_ROWS = 22
 #: Output image size (width, height).
 IMAGE_SIZE = (256, 256)
-_CHUNK = 16  # AP slices per chunk (bounded float64 temporaries)
+_CHUNK = 16  # AP slices per chunk (bounded float64 temporaries; the float64 sums are grouped by it)
+_BLOCK_VALUES = 1 << 18  # values histogrammed at once (2 MB of float64: cache-sized temporaries)
 _EDGE_EPS = 1e-9  # bin-position fractions closer than this to an edge are checked against the edges
 
 
@@ -94,7 +95,13 @@ def _row_histograms(rows: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarra
     # numpy corrects the estimate by one bin where it disagrees with the edges; that can only
     # happen within rounding distance of an edge, so only those values are checked (exactly as numpy)
     f -= idx
-    near = np.flatnonzero((f < _EDGE_EPS) | (f > 1.0 - _EDGE_EPS))
+    low = f < _EDGE_EPS
+    # a value in bin 0 with a fraction near 0 is the row minimum or just above it: numpy's
+    # corrections cannot move it (edges[0] is the minimum, edges[1] is a whole bin away), so
+    # the often many voxels at the minimum (zeros replaced by 1, background) are not checked
+    low &= idx != 0
+    low |= f > 1.0 - _EDGE_EPS
+    near = np.flatnonzero(low)
     if near.size:
         flat_rows = rows.ravel()
         flat_idx = idx.reshape(-1)
@@ -105,10 +112,9 @@ def _row_histograms(rows: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarra
         b[a < edges[r, b]] -= 1
         b[(a >= edges[r, b + 1]) & (b != nbins - 1)] += 1
         flat_idx[near] = b
-    idx += (np.arange(k, dtype=np.intp) * nbins)[:, None]
-    counts = np.bincount(idx.ravel(), minlength=k * nbins)
+    counts = np.stack([np.bincount(row, minlength=nbins) for row in idx])
     centres = (edges[:, :-1] + edges[:, 1:]) / 2.0
-    return counts.reshape(k, nbins), centres, const
+    return counts, centres, const
 
 
 def _otsu_from_histograms(counts: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -136,9 +142,14 @@ def otsu_thresholds(rows: np.ndarray, nbins: int = 256) -> np.ndarray:
         raise ValueError(f"otsu_thresholds needs a non-empty 2D array, got {rows.shape}")
     if not np.all(np.isfinite(rows)):
         raise TensorError("Otsu threshold of non-finite values", found="NaN or inf")
-    counts, centres, const = _row_histograms(rows, nbins)
-    out = _otsu_from_histograms(counts, centres)
-    out[const] = rows[const, 0]
+    out = np.empty(rows.shape[0])
+    step = max(1, _BLOCK_VALUES // rows.shape[1])  # a few rows at a time: the float64 temporaries stay in cache
+    for a in range(0, rows.shape[0], step):
+        block = rows[a : a + step]
+        counts, centres, const = _row_histograms(block, nbins)
+        res = _otsu_from_histograms(counts, centres)
+        res[const] = block[const, 0]
+        out[a : a + step] = res
     return out
 
 
@@ -195,33 +206,40 @@ def mimir_image_details(water: Volume | np.ndarray, fat: Volume | np.ndarray) ->
     w, f = _arrays(water, fat)
     n_lr, n_ap, n_z = w.shape
     n_body = n_ap - BED_ROWS
+    step = max(1, _BLOCK_VALUES // (n_lr * n_z))
+
+    def wf_sum(a: int, b: int) -> np.ndarray:
+        # W + F of AP slices [a, b) in float64, laid out (k, z, LR): one row per AP slice, LR
+        # innermost (the order of the voxels in a row changes neither its histogram nor its
+        # mask count), zeros replaced by 1 as MIMIR does; a few slices at a time (cache-sized)
+        s = np.empty((b - a, n_z, n_lr))
+        s[...] = w[:, a:b, :].transpose(1, 2, 0)  # a cast copy then a float64 += is the same sum as
+        s += f[:, a:b, :].transpose(1, 2, 0)  # np.add(..., dtype=float64), 2.5x faster (no buffered casting)
+        s[s == 0] = 1
+        return s
+
     thresholds = np.empty(n_ap)
-    sums: list[np.ndarray] = []
+    for a in range(0, n_ap, step):
+        b = min(a + step, n_ap)
+        thresholds[a:b] = otsu_thresholds(wf_sum(a, b).reshape(b - a, -1))
+    t = float(np.mean(thresholds))
+    per_ap_lr = np.zeros((n_body, n_lr), dtype=np.int64)  # mask counts over z, bed cropped
+    for a in range(0, n_body, step):  # W + F recomputed rather than kept (115 MB of float64)
+        b = min(a + step, n_body)
+        per_ap_lr[a:b] = np.count_nonzero(wf_sum(a, b) >= t, axis=1)
     cor_w = np.zeros((n_lr, n_z))
     cor_f = np.zeros((n_lr, n_z))
     sag_w = np.empty((n_body, n_z))
     sag_f = np.empty((n_body, n_z))
-    for a in range(0, n_ap, _CHUNK):
-        b = min(a + _CHUNK, n_ap)
-        wc = np.ascontiguousarray(np.moveaxis(w[:, a:b, :], 1, 0), dtype=np.float64)  # (k, LR, z)
-        fc = np.ascontiguousarray(np.moveaxis(f[:, a:b, :], 1, 0), dtype=np.float64)
-        s = wc + fc
-        s[s == 0] = 1
-        thresholds[a:b] = otsu_thresholds(s.reshape(b - a, -1))
-        sums.append(s)
-        nb = max(0, min(b, n_body) - a)
-        if nb:
-            cor_w += wc[:nb].sum(axis=0)
-            cor_f += fc[:nb].sum(axis=0)
-            sag_w[a : a + nb] = wc[:nb].sum(axis=1)
-            sag_f[a : a + nb] = fc[:nb].sum(axis=1)
-    t = float(np.mean(thresholds))
-    per_ap_lr = np.zeros((n_body, n_lr), dtype=np.int64)  # mask counts over z, bed cropped
-    for ci, a in enumerate(range(0, n_ap, _CHUNK)):
-        nb = max(0, min(a + _CHUNK, n_body) - a)
-        if nb:
-            per_ap_lr[a : a + nb] = np.count_nonzero(sums[ci][:nb] >= t, axis=2)
-    del sums
+    for a in range(0, n_body, _CHUNK):
+        b = min(a + _CHUNK, n_body)
+        wv, fv = w[:, a:b, :], f[:, a:b, :]  # (LR, k, z) views
+        # float64 sums straight from the float32 views, accumulated in index order; the coronal
+        # sums grouped by _CHUNK AP slices as the reference implementation does
+        cor_w += np.add.reduce(wv, axis=1, dtype=np.float64)
+        cor_f += np.add.reduce(fv, axis=1, dtype=np.float64)
+        sag_w[a:b] = np.add.reduce(wv, axis=0, dtype=np.float64)
+        sag_f[a:b] = np.add.reduce(fv, axis=0, dtype=np.float64)
     mass = int(per_ap_lr.sum())
     count_lr = per_ap_lr.sum(axis=0)
     cor = mass_index(per_ap_lr.sum(axis=1), mass / 2)

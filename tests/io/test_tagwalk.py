@@ -1,0 +1,99 @@
+"""The struct-based header walker (io/tagwalk.py) against pydicom, and its refusals."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from ukbmri.io.dicom import parse_header_prefix, parse_image
+from ukbmri.io.dicomtags import fast_header
+from ukbmri.io.tagwalk import walk_header
+
+
+def _with_sequences(data: bytes, implicit: bool, undefined: bool) -> bytes:
+    """Re-save ``data`` with a nested sequence (items of undefined length when asked) and a private OB blob."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    inner = Dataset()
+    inner.CodeValue, inner.CodingSchemeDesignator = "113", "DCM"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    item.PurposeOfReferenceCodeSequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([item, Dataset()])
+    ds.add_new(0x00291010, "OB", b"SV10\x04\x03\x02\x01" * 300)  # like Siemens' CSA header
+    if undefined:
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        ds.ReferencedImageSequence[0]["PurposeOfReferenceCodeSequence"].is_undefined_length = True
+        for it in (item, inner):
+            it.is_undefined_length_sequence_item = True
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("undefined", [False, True])
+def test_walker_agrees_with_pydicom_across_sequences(factory, implicit, undefined):
+    data = _with_sequences(factory.make_image(implicit=implicit, slope=2.0, intercept=-1.0), implicit, undefined)
+    assert fast_header(data) is not None, "the fast path must handle sequences and private blobs"
+    fast_h, fast_ref = parse_image(data)
+    slow_h, slow_ref = parse_image(data, use_pydicom=True)
+    assert fast_h == slow_h
+    assert (fast_ref.offset, fast_ref.nbytes) == (slow_ref.offset, slow_ref.nbytes)
+    assert (fast_ref.decode() == slow_ref.decode()).all()
+
+
+def test_prefix_too_short_asks_for_more(factory):
+    data = _with_sequences(factory.make_image(), False, True)
+    pixel_at = fast_header(data).pixel_at
+    assert parse_header_prefix(data[: pixel_at - 1]) is None
+    assert parse_header_prefix(data[:200]) is None
+    hdr, spec = parse_header_prefix(data[: pixel_at + 12])
+    assert hdr == parse_image(data)[0] and spec.pixel_at == pixel_at
+
+
+def test_walker_refuses_what_it_does_not_understand(factory):
+    data = factory.make_image()
+    wanted = {0x00280010}
+    assert walk_header(data, wanted) is not None
+    # big endian (retired) transfer syntax: pydicom decides
+    big = data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.2\x00")
+    assert walk_header(big, wanted) is None
+    # a VR that is not a DICOM VR
+    at = data.index(b"\x28\x00\x10\x00US")
+    bad = data[: at + 4] + b"u?" + data[at + 6 :]
+    assert walk_header(bad, wanted) is None
+    # no DICM marker
+    assert walk_header(data[132:], wanted) is None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the IS value "7.0"
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"SeriesNumber": "7.0"},  # IS written as a float: quick path declines, TagReader accepts
+        {"SliceThickness": ["3.0", "4.0"]},  # multi-valued where one is read
+        {"PatientID": ""},  # empty optional value
+        {"SeriesDescription": " Dixon_noBH_W \x00"},  # padding to strip
+        {"NumberOfFrames": "1"},
+    ],
+)
+def test_quick_header_equals_tag_reader_and_pydicom(factory, extra):
+    from ukbmri.io.dicomtags import TagReader, header_from, quick_header
+
+    ds = pydicom.dcmread(io.BytesIO(factory.make_image(slope=2.0, intercept=-3.0)))
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    fh = fast_header(data)
+    got = quick_header(fh, "m")
+    via_reader = header_from(TagReader(fh.get, None, "m"), "m")
+    if got is not None:
+        assert got[0] == via_reader
+    assert parse_image(data, member="m")[0] == parse_image(data, member="m", use_pydicom=True)[0] == via_reader
