@@ -218,8 +218,11 @@ def test_several_patient_ids_noted(tmp_path, factory):
     members[0] = (members[0][0], factory.make_image(series_number=7, uid=factory.series_uid(7, "gre"),
                                                    description="gre_mullti_echo_10_TE_liver", instance=1,
                                                    patient_id="OTHER"))
-    z = scan_zip(factory.write_zip(tmp_path / "1_20203_2_0.zip", factory.with_manifest(members)))
+    path = factory.write_zip(tmp_path / "1_20203_2_0.zip", factory.with_manifest(members))
+    z = scan_zip(path)  # inspecting says what is there
     assert any("2 different PatientIDs" in p for p in z.problems)
+    with pytest.raises(SeriesError, match="more than one participant"):  # processing refuses to mix two people
+        read_zip(path)
 
 
 def test_read_dicom_series_from_folder_and_files(tmp_path, factory):

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ukbmri.errors import FieldMismatchError, MemberTooLargeError, NoDicomError
+from ukbmri.errors import FieldMismatchError, MemberTooLargeError, NoDicomError, SeriesError
 from ukbmri.io.dicom import (
     ImageHeader,
     PixelRef,
@@ -292,6 +292,9 @@ def read_zip(
         notes += _manifest_problems(loaded.manifest, loaded.names, headers)
         pids = sorted({h.patient_id for h in headers if h.patient_id})
         if len(pids) > 1:
+            if keep != "none":  # pixels of two people would be mixed into one participant's numbers
+                raise SeriesError("the images belong to more than one participant", path=path,
+                                  expected="one PatientID", found=f"{len(pids)}: {_few(pids)}")
             notes.append(f"images carry {len(pids)} different PatientIDs: {_few(pids)}")
         check_matrix(field, headers, path=str(path))
         if keep != "none":

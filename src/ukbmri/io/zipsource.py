@@ -253,9 +253,16 @@ class ZipSource:
 
 
 def _describe_head(head: bytes) -> str:
+    """What the file starts with, without quoting it (it may be anybody's private text)."""
     if not head:
         return "an empty file"
-    return f"bytes {head!r}"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file"
+    if head.startswith(b"%PDF"):
+        return "a PDF file"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    return "another binary format"
 
 
 class MemberReader:
