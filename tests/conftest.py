@@ -26,16 +26,33 @@ def real_data_dir(shared_dir: Path) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def liver_dicom():
-    """The tests/liver_dicom.py helpers (``dicom``, ``write_zip``): tiny liver DICOMs and zips."""
+def load_helper(relpath: str):
+    """A helper module of the test suite (tests are not a package under --import-mode=importlib)."""
     import importlib.util
     import sys
 
-    name = "ukbmri_tests_liver_dicom"
+    name = "ukbmri_tests_" + relpath.replace("/", "_").removesuffix(".py")
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "liver_dicom.py")
+        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / relpath)
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
     return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def liver_dicom():
+    """The tests/liver_dicom.py helpers (``dicom``, ``write_zip``): tiny liver DICOMs and zips."""
+    return load_helper("liver_dicom.py")
+
+
+@pytest.fixture(scope="session")
+def badinputs():
+    """The tests/badinputs.py helpers (``build_bad_cohort``)."""
+    return load_helper("badinputs.py")
+
+
+@pytest.fixture(scope="session")
+def keras_files_module():
+    """The tests/liver/keras_files.py helpers (Keras files of the ml4h liver architectures)."""
+    return load_helper("liver/keras_files.py")

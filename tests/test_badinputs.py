@@ -6,31 +6,17 @@ pixel cases and checks the expectations the engine's end-to-end test relies on.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-
-
-def _load():
-    name = "ukbmri_tests_badinputs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "badinputs.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    mod = _load()
+def cohort(tmp_path_factory, badinputs):
+    mod = badinputs
     folder = tmp_path_factory.mktemp("bad")
     return folder, mod.build_bad_cohort(folder, seed=7)
 

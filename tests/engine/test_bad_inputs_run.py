@@ -4,33 +4,18 @@ good participants keep their values, no traceback, exit status 1, bounded memory
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-HERE = Path(__file__).resolve().parent
-
-
-def _badinputs():
-    name = "ukbmri_tests_badinputs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE.parent / "badinputs.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
-def bad_run(tmp_path_factory):
+def bad_run(tmp_path_factory, badinputs):
     folder = tmp_path_factory.mktemp("bad")
-    cases = _badinputs().build_bad_cohort(folder / "in", seed=7)
+    cases = badinputs.build_bad_cohort(folder / "in", seed=7)
     out = folder / "out"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run([sys.executable, "-m", "ukbmri.cli.main", "run", str(folder / "in"), "--out", str(out),

@@ -3,10 +3,6 @@ architecture runs unchanged through the whole engine and matches Keras's own pre
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
@@ -14,18 +10,8 @@ from click.testing import CliRunner
 from ukbmri.cli.main import cli
 
 
-def _keras_files():
-    name = "ukbmri_tests_keras_files"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "liver" / "keras_files.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-def test_run_with_a_published_ml4h_teacher_h5_matches_keras(cohort, tmp_path):
-    kf = _keras_files()
+def test_run_with_a_published_ml4h_teacher_h5_matches_keras(cohort, tmp_path, keras_files_module):
+    kf = keras_files_module
     kf.keras_or_skip()
     h5 = tmp_path / "liver_fat_from_echo.h5"
     predict = kf.write_ml4h_teacher_h5(h5, seed=3, kernel=3)

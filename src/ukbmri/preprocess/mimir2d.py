@@ -80,7 +80,6 @@ def _row_histograms(rows: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarra
     Returns counts ``(k, nbins)``, bin centres ``(k, nbins)`` and a constant-row flag.
     Same arithmetic as numpy's uniform-bin fast path, so the counts are identical.
     """
-    k = rows.shape[0]
     lo = rows.min(axis=1)
     hi = rows.max(axis=1)
     const = lo == hi
