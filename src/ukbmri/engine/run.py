@@ -104,7 +104,7 @@ def build_stages(opts: RunOptions) -> list[Stage]:
     from ukbmri.engine.stages.liver import LiverStage, NetRef
 
     stages: list[Stage] = []
-    device = resolve_device(opts.device)
+    device = opts.device  # "auto" is resolved where the networks load (no torch import here)
     if "body" in opts.stages:
         from ukbmri.errors import ModuleError
 

@@ -7,16 +7,6 @@ turns raw ``(N, 2T)`` outputs into calibrated means and variances;
 
 from __future__ import annotations
 
-from ukbmri.infer.body import (
-    IMAGE_SHAPE,
-    PRECISIONS,
-    mimir_predictions_frame,
-    prediction_columns,
-    predict_images,
-    predict_raw,
-)
-from ukbmri.infer.postprocess import normal_interval, postprocess, postprocess_arrays
-
 __all__ = [
     "IMAGE_SHAPE",
     "PRECISIONS",
@@ -28,3 +18,19 @@ __all__ = [
     "postprocess_arrays",
     "normal_interval",
 ]
+
+
+_SOURCES = {
+    "IMAGE_SHAPE": "body", "PRECISIONS": "body", "predict_images": "body", "predict_raw": "body",
+    "mimir_predictions_frame": "body", "prediction_columns": "body",
+    "postprocess": "postprocess", "postprocess_arrays": "postprocess", "normal_interval": "postprocess",
+}
+
+
+def __getattr__(name: str):
+    """Names load on first use, so light submodules (``ukbmri.infer.weights``) need no torch."""
+    if name in _SOURCES:
+        import importlib
+
+        return getattr(importlib.import_module(f"ukbmri.infer.{_SOURCES[name]}"), name)
+    raise AttributeError(f"module 'ukbmri.infer' has no attribute {name!r}")

@@ -15,10 +15,10 @@ results agree with MIMIR exactly whenever the divisor is 1.
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Protocol
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = ["postprocess", "postprocess_arrays", "normal_interval", "physical_predictions"]
 
@@ -89,7 +89,7 @@ def normal_interval(
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    z = float(norm.ppf(0.5 + level / 2.0))
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
     half = z * np.sqrt(np.asarray(var, dtype=np.float64))
     mean = np.asarray(mean, dtype=np.float64)
     return mean - half, mean + half
