@@ -7,6 +7,8 @@ turns raw ``(N, 2T)`` outputs into calibrated means and variances;
 
 from __future__ import annotations
 
+from ukbmri.infer.postprocess import normal_interval, postprocess, postprocess_arrays  # numpy only
+
 __all__ = [
     "IMAGE_SHAPE",
     "PRECISIONS",
@@ -23,7 +25,6 @@ __all__ = [
 _SOURCES = {
     "IMAGE_SHAPE": "body", "PRECISIONS": "body", "predict_images": "body", "predict_raw": "body",
     "mimir_predictions_frame": "body", "prediction_columns": "body",
-    "postprocess": "postprocess", "postprocess_arrays": "postprocess", "normal_interval": "postprocess",
 }
 
 
