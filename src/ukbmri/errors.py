@@ -40,6 +40,7 @@ __all__ = [
     "CacheError",
     "OutputExistsError",
     "WorkerDiedError",
+    "LiverNotFoundError",
 ]
 
 
@@ -202,3 +203,7 @@ class OutputExistsError(UkbmriError):
 
 class WorkerDiedError(UkbmriError):
     """A worker process died (killed for memory, a native crash) while a participant was in flight."""
+
+
+class LiverNotFoundError(LiverInputError):
+    """Field 20203 / 20254 or any multi-echo slice: no liver (or no usable liver ROI) was found."""
