@@ -220,7 +220,16 @@ def find_liver_roi(
         tol_r = np.hypot(tol_r, noise_k * noise_r)
         tol_f = np.hypot(tol_f, noise_k * noise_f)
     homog = tissue_c & (cnt > 0.99) & (sd_w <= tol_w) & (sd_r <= tol_r) & (sd_f <= tol_f)
+    # small holes (scattered fit outliers in noisy tissue) are filled; organ boundaries are
+    # lines, not enclosed specks, and stay
+    holes = ndi.binary_fill_holes(homog) & ~homog
+    hl, nh = ndi.label(holes)
+    if nh:
+        hsize = np.asarray(ndi.sum(holes, hl, np.arange(1, nh + 1)))
+        homog = homog | np.isin(hl, 1 + np.flatnonzero(hsize * sx * sy <= 40.0))
     core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
+    if info is not None:
+        info["stages"] = {"tissue": tissue, "homogeneous": homog, "core": core}
     lab, n = ndi.label(core)
     if n == 0:
         raise LiverNotFoundError("no liver-like region found in the slice",
@@ -230,18 +239,25 @@ def find_liver_roi(
     area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
     com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
     ok = area >= min_area_mm2
-    score = area.copy()
+    # the liver is the largest solid organ, thick (not a band of muscle along the wall),
+    # and lies mostly on the patient's right: score = area on the right x thickness factor
+    inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(core, sampling=(sx, sy)), lab, idx)) + split_mm
+    thick = np.clip(inscribed / 20.0, 0.25, 1.0)
+    score = area * thick
     if right_direction is not None:
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
         side = ((com[:, 0] - cx) * sx * rd[0] + (com[:, 1] - cy) * sy * rd[1]) / radius_mm
+        xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
+        on_right = ((xg - cx) * sx * rd[0] + (yg - cy) * sy * rd[1]) > 0
+        area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
         right = ok & (side > 0.0)
         ok = right if right.any() else ok
-        score = area * np.maximum(side, 0.05)  # large and far to the patient's right
+        score = area_r * thick
     if not ok.any():
         raise LiverNotFoundError("no liver-sized region found in the slice",
-                              expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
-                              found=f"largest {float(area.max()):.0f} mm^2")
+                                 expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
+                                 found=f"largest {float(area.max()):.0f} mm^2")
     best = idx[ok][int(np.argmax(score[ok]))]
     log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
               np.round(score).tolist(), int(best))
@@ -303,11 +319,13 @@ def find_liver_roi(
                                                                 (liver & (noise_w > 0)).any() else [0.0]))
                         / max(float(np.median(np.abs(sig[liver]))), 1e-12))
     roi &= np.isfinite(dev) & (dev <= vtol)
-    for v in (r2, ff):
+    for v, nz in ((r2, noise_r), (ff, noise_f)):
         vals = v[roi]
         if vals.size >= min_voxels:
             med = np.median(vals)
             mad = 1.4826 * np.median(np.abs(vals - med))
+            if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
+                mad = max(mad, float(np.median(nz[liver])))
             roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
     roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
     if roi.sum() < min_voxels:
@@ -321,7 +339,8 @@ def find_liver_roi(
             side_l = float(((com_l[0] - cx) * sx * rd[0] + (com_l[1] - cy) * sy * rd[1]) / radius_mm)
         info.update(
             region=liver, region_area_mm2=float(liver.sum() * sx * sy),
-            region_inscribed_mm=float(ndi.distance_transform_edt(liver, sampling=(sx, sy)).max()),
+            region_inscribed_mm=float(ndi.distance_transform_edt(ndi.binary_fill_holes(ndi.binary_closing(
+                liver, structure=np.ones((3, 3), bool))), sampling=(sx, sy)).max()),
             side=side_l, body_radius_mm=float(radius_mm), body_area_mm2=float(body.sum() * sx * sy),
             region_depth_mm=float(np.median(depth[liver])),
         )
