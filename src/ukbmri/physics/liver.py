@@ -129,7 +129,8 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     return LiverPhysicsResult(
         summary=summ, mask=roi2, background=np.abs(d1.images[:, :, 0, 0]).astype(np.float32),
         complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=m1.method, source=data.source,
-        pdff_ci95=(float(plo), float(phi)), r2star_ci95=(float(rlo), float(rhi)), flags=flags,
+        pdff_ci95=(float(max(plo, 0.0)), float(min(phi, 100.0))), r2star_ci95=(float(max(rlo, 0.0)), float(rhi)),
+        flags=flags,
         protocol=protocol, qc=qc,
     )
 
