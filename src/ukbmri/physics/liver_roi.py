@@ -4,8 +4,9 @@
 
 1. **Body**: the fitted mask with holes filled, largest connected component; its
    centroid and equivalent radius.
-2. **Liver-like tissue**: fat fraction below ``ff_max`` (water-dominant), R2* in a liver
-   range, water signal above a fraction of the body's water-dominant tissue, and at least
+2. **Liver-like tissue**: fat fraction below ``ff_max`` (water-dominant; plus twice the
+   noise-expected SD when the noise is known), R2* in a liver range, proton density
+   (water + fat) above a fraction of the body's water-dominant tissue, and at least
    ``wall_mm`` from the body outline (skin, subcutaneous fat, abdominal wall).
 3. **Candidates**: homogeneous tissue (over ``homog_mm``: local SD of the water signal
    below ``cv_max`` of its mean, of R2* below ``2 cv_max`` of its mean + 2 /s, of the fat
@@ -172,9 +173,21 @@ def find_liver_roi(
     radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
     # 2. liver-like tissue, away from the body wall
     finite = fitted & np.isfinite(ff) & np.isfinite(r2) & np.isfinite(water)
-    waterish = finite & (ff < ff_max) & body
-    ref = float(np.percentile(water[waterish], 90)) if waterish.sum() > 10 else 0.0
-    tissue = waterish & (r2 >= r2star_range[0]) & (r2 <= r2star_range[1]) & (water > water_fraction * ref)
+    ff_lim = np.full(ff.shape, float(ff_max))
+    if noise_sigma is not None and te_s is not None and noise_sigma > 0 and finite.any():
+        # a noisy voxel of a fatty liver may read a little above ff_max; fat tissue (>= 80 %) does not
+        from ukbmri.physics.liver_noise import crlb_sd
+
+        fw = np.nan_to_num(np.asarray(maps.fat, dtype=float)[..., 0] if np.asarray(maps.fat).ndim == 3
+                           else np.asarray(maps.fat, dtype=float))
+        _, cf, _ = crlb_sd(np.nan_to_num(water)[finite], fw[finite], np.nan_to_num(r2)[finite], te_s,
+                           field_strength_t, noise_sigma, complex_model=maps.method == "complex")
+        ff_lim[finite] = np.minimum(ff_max + 2.0 * np.nan_to_num(cf, posinf=0.0), ff_max + 20.0)
+    waterish = finite & (ff < ff_lim) & body
+    # proton density (water + fat), not water alone: a fatty liver has little water but full signal
+    total = water + np.nan_to_num(_slice2d(maps.fat).astype(float))
+    ref = float(np.percentile(total[waterish], 90)) if waterish.sum() > 10 else 0.0
+    tissue = waterish & (r2 >= r2star_range[0]) & (r2 <= r2star_range[1]) & (total > water_fraction * ref)
     depth = ndi.distance_transform_edt(body, sampling=(sx, sy))
     tissue &= depth >= wall_mm
     # 3. candidates: homogeneous liver-like tissue (organ boundaries have a high local
