@@ -65,7 +65,7 @@ def test_cli_complex_writes_every_file(nifti_case, tmp_path, capsys):
     assert "roi: n=" in stdout and "mask: n=" in stdout
 
 
-def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
+def test_cli_magnitude_and_identity_warning(tmp_path, capsys, caplog):
     import scipy.io as sio
 
     rng = np.random.default_rng(22)
@@ -76,10 +76,33 @@ def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
     out = tmp_path / "o"
     code, _, err = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--method", "magnitude")
     assert code == 0
-    assert "identity affine" in err
+    geometry_warnings = [r for r in caplog.records if "no geometry" in r.getMessage()]
+    assert len(geometry_warnings) == 1 and "no geometry" not in err  # warned once
     b0 = np.load(out / "case_b0_hz.npy")
     assert b0.shape == (32, 30, 1) and np.all(np.isnan(b0))  # no field map from magnitudes
-    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    # one voxel size everywhere: the assumed default, in the NIfTI files and marked in the summary
+    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-1.5, -1.5, 5.0, 1.0]))
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["spacing_mm"] == [1.5, 1.5, 5.0] and meta["spacing_assumed"] is True
+    assert meta["info"]["branch"] == "best"
+
+
+def test_cli_spacing_option_sets_every_output(tmp_path, capsys):
+    import scipy.io as sio
+
+    rng = np.random.default_rng(23)
+    data, truth = ring_phantom((32, 30, 1), te_s=TE, snr=60.0, rng=rng)
+    st = {"images": data.images[:, :, :, None, :], "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "case.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, _, _ = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--spacing", "2.5,2.5,6",
+                      "--no-montage")
+    assert code == 0
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["spacing_mm"] == [2.5, 2.5, 6.0] and meta["spacing_assumed"] is False
+    assert meta["info"]["spacing_mm"] == [2.5, 2.5, 6.0]  # the complex fit regularised with it
+    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-2.5, -2.5, 6.0, 1.0]))
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,9 @@ def _fields(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--first-eid", default=1000001, show_default=True, type=click.IntRange(min=1), help="eid of participant 0.")
 @click.option("--instance", default=2, show_default=True, type=click.IntRange(min=0), help="Visit instance in file names.")
-def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, workers: int, first_eid: int, instance: int) -> None:
+@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a cohort (zips or truth.csv).")
+def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, workers: int, first_eid: int, instance: int,
+          overwrite: bool) -> None:
     """Write a synthetic cohort in UK Biobank bulk format.
 
     Per participant and field OUT/<eid>_<field>_<instance>_0.zip (real DICOM: 20201 Dixon
@@ -46,8 +48,15 @@ def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, work
     each participant's phantom (weight, VAT, ASAT, liver PDFF and R2*, organ and thigh muscle
     volumes, muscle fat, ...) and the quirks applied.
     """
+    from ukbmri.errors import OutputExistsError
     from ukbmri.synth.cohort import TRUTH_FILE, write_cohort
     from ukbmri.synth.quirks import quirks_from_specs
+
+    if not overwrite and out_dir.is_dir():
+        held = sorted(p.name for p in out_dir.iterdir() if p.suffix.lower() == ".zip" or p.name == TRUTH_FILE)
+        if held:
+            raise OutputExistsError("output folder already holds a cohort (use --overwrite to write into it)",
+                                    path=out_dir, found=f"{len(held)} files, e.g. {held[0]}")
 
     try:
         quirks = quirks_from_specs(quirk_specs, participants)
