@@ -19,10 +19,13 @@ UNRELIABLE = "liver_roi_unreliable"
 MIN_LIVER_AREA_MM2 = 3000.0
 #: smallest inscribed radius (mm) of that cross-section (the liver is >= 40 mm thick there)
 MIN_LIVER_INSCRIBED_MM = 20.0
+#: largest posterior offset (body radii) of the region's centroid from the body centre: the
+#: liver lies anterior-lateral / mid on the right; kidney and paraspinal muscles lie posterior
+MAX_POSTERIOR = 0.2
 #: fewest ROI voxels for a usable median
 MIN_ROI_VOXELS = 50
 #: the PDFF interval's half-width above which the value is not trusted (pp)
-MAX_PDFF_HALF_WIDTH = 1.5
+MAX_PDFF_HALF_WIDTH = 1.0
 #: ROI voxel spread allowed above the noise (real tissue heterogeneity), pp
 HETEROGENEITY_PP = 2.0
 #: fit residual allowed, as a multiple of the noise
@@ -39,6 +42,8 @@ FLAG_RULES = {
     "liver_roi_small": f"liver region < {MIN_LIVER_AREA_MM2:g} mm^2 or ROI < {MIN_ROI_VOXELS} voxels",
     "liver_roi_thin": f"liver region's inscribed radius < {MIN_LIVER_INSCRIBED_MM:g} mm (a band, e.g. muscle)",
     "liver_roi_off_right": "the region's centroid is not on the patient's right (orientation known)",
+    "liver_roi_posterior": f"region centroid > {MAX_POSTERIOR:g} body radii posterior of the body centre "
+                           "(kidney, paraspinal muscle; orientation known)",
     "liver_roi_heterogeneous": f"ROI robust SD of PDFF > 3 x its Cramer-Rao SD + {HETEROGENEITY_PP:g} pp",
     "liver_fit_residual_high": f"median ROI fit residual > {MAX_RESIDUAL_RATIO:g} x the noise",
     "liver_pdff_imprecise": f"95 % interval of the PDFF wider than +-{MAX_PDFF_HALF_WIDTH:g} pp",
@@ -56,7 +61,8 @@ def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | No
 
     flags: list[str] = []
     n = int(roi.sum())
-    qc: dict = {k: info.get(k) for k in ("region_area_mm2", "region_inscribed_mm", "side", "body_area_mm2")}
+    qc: dict = {k: info.get(k) for k in ("region_area_mm2", "region_inscribed_mm", "side", "posterior",
+                                         "body_area_mm2")}
     qc["roi_voxels"] = n
     if (info.get("region_area_mm2") or 0.0) < MIN_LIVER_AREA_MM2 or n < MIN_ROI_VOXELS:
         flags.append("liver_roi_small")
@@ -64,6 +70,8 @@ def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | No
         flags.append("liver_roi_thin")
     if info.get("side") is not None and info["side"] <= 0.0:
         flags.append("liver_roi_off_right")
+    if info.get("posterior") is not None and info["posterior"] > MAX_POSTERIOR:
+        flags.append("liver_roi_posterior")
     ff = np.asarray(values.ff_percent)[:, :, 0][roi]
     ff = ff[np.isfinite(ff)]
     if sigma is not None and sigma > 0 and ff.size:

@@ -350,7 +350,15 @@ def find_liver_roi(
         side_l = None
         if right_direction is not None:
             side_l = float(((com_l[0] - cx) * sx * rd[0] + (com_l[1] - cy) * sy * rd[1]) / radius_mm)
+        post = None
+        if affine_lps is not None:  # LPS +y: posterior
+            a = np.asarray(affine_lps, dtype=float)[:3, :2]
+            pd_ = a[1, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
+            if np.linalg.norm(pd_) > 1e-9:
+                pd_ = pd_ / np.linalg.norm(pd_)
+                post = float(((com_l[0] - cx) * sx * pd_[0] + (com_l[1] - cy) * sy * pd_[1]) / radius_mm)
         info.update(
+            posterior=post,
             region=liver, region_area_mm2=float(liver.sum() * sx * sy),
             region_inscribed_mm=float(ndi.distance_transform_edt(ndi.binary_fill_holes(ndi.binary_closing(
                 liver, structure=np.ones((3, 3), bool))), sampling=(sx, sy)).max()),
