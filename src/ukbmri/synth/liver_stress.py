@@ -91,8 +91,13 @@ def stress_case(
     r2star_per_s: float | None = None,
     noise_scale: float | None = None,
     field_strength_t: float = 1.5,
+    with_liver: bool = True,
 ) -> StressCase:
-    """Draw one randomised liver slice (see the module docstring); unset values are drawn too."""
+    """Draw one randomised liver slice (see the module docstring); unset values are drawn too.
+
+    ``with_liver=False`` leaves the liver out (its place is mixed soft tissue): a slice on
+    which a liver ROI must not be reported as a value.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if protocol not in PROTOCOLS:
@@ -143,6 +148,8 @@ def stress_case(
         liver |= _ellipse(xx, yy, lcx + 0.8 * lw, lcy - 0.35 * lh, rng.uniform(0.3, 0.7) * lw,
                           rng.uniform(0.25, 0.5) * lh, rng.uniform(-0.5, 0.5))  # left lobe
     liver &= inner & ~wall & ~vert & ~para
+    if not with_liver:
+        liver = np.zeros_like(liver)
     # touching organs: right kidney (posterior to the liver), gallbladder, stomach, spleen, IVC, aorta
     kid = _ellipse(xx, yy, lcx + rng.uniform(0, 25), spine_y - rng.uniform(0, 20), rng.uniform(25, 40),
                    rng.uniform(18, 30), rng.uniform(-1, 1)) & inner
@@ -175,7 +182,9 @@ def stress_case(
         w[m], f[m], r2[m] = water, fat, rr
 
     put(sat, 0.1, rng.uniform(0.75, 0.95), rng.uniform(25, 45))
-    put(inner, 0.55, 0.05, 40.0)  # mixed soft tissue / bowel
+    # mixed soft tissue / bowel / mesenteric fat: patchy fat fraction on a ~15 mm scale
+    patch = np.clip(0.12 + 0.25 * _smooth_field(xx, yy, rng, 15.0, n=12), 0.0, 0.9)[inner]
+    w[inner], f[inner], r2[inner] = 0.6 * (1 - patch), 0.6 * patch, 40.0
     put(stom, rng.uniform(0.3, 0.9), 0.02, rng.uniform(10, 60))
     put(spl, 0.85, 0.005, rng.uniform(18, 35))
     put(kid, rng.uniform(0.8, 0.95), 0.005, rng.uniform(18, 30))
