@@ -158,3 +158,31 @@ def test_cli_spectrum_option(nifti_case, tmp_path, capsys):
     code, _, err = _run(capsys, "fatwater", str(d / "scan.nii.gz"), "--out", str(tmp_path / "x"), "--te", te,
                         "--spectrum", "1.3")
     assert code == 2 and "PPM:AMPLITUDE" in err
+
+
+def test_cli_liver_on_a_mat_without_geometry(tmp_path, capsys):
+    import scipy.io as sio
+
+    rng = np.random.default_rng(24)
+    data, truth = ring_phantom((72, 64, 1), te_s=TE, snr=80.0, liver_ff_percent=8.0, liver_r2star_per_s=40.0,
+                               spacing=(3.0, 3.0, 6.0), rng=rng)
+    # store like the ISMRM toolbox: rows = anterior-posterior, columns = patient right -> left
+    images = np.transpose(data.images, (1, 0, 2, 3))
+    st = {"images": images[:, :, :, None, :], "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "case.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, stdout, _ = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--liver",
+                           "--spacing", "3,3,6", "--no-montage")
+    assert code == 0
+    roi = np.load(out / "case_liver_roi.npy")
+    assert roi.shape == (64, 72, 1) and roi.dtype == bool and roi.sum() > 50
+    assert np.all(np.transpose(truth.liver, (1, 0, 2))[roi])  # inside the drawn liver
+    table = pd.read_csv(out / "case_summary.csv").set_index("region")
+    assert {"liver_slice_0", "liver"} <= set(table.index)
+    row = table.loc["liver"]
+    assert abs(row["ff_median_percent"] - 8.0) < 1.0
+    assert row["ff_ci95_low_percent"] <= row["ff_median_percent"] <= row["ff_ci95_high_percent"]
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["liver"]["right"] == "image-left" and abs(meta["liver"]["pdff_percent"] - 8.0) < 1.0
+    assert "liver: n=" in stdout
