@@ -146,25 +146,23 @@ def liver_fat_from_multiecho(data: MultiEcho, *, device: str = "cpu", noise_sigm
                                protocol=protocol, **roi_kwargs)
 
 
-def liver_fit_mask(data: MultiEcho, *, fraction: float = 0.05) -> np.ndarray:
-    """Voxels to fit for the liver: :func:`default_mask`, plus tissue bright in the first echo, holes filled.
+def liver_fit_mask(data: MultiEcho) -> np.ndarray:
+    """Voxels to fit for the liver: :func:`default_mask` with the holes of its body filled (per slice).
 
     The echo-averaged signal of an iron-loaded liver (R2* of several hundred /s) falls below
-    the default mask's threshold; its first echo does not. Holes of the body (per slice)
-    are filled so that no dark organ is left out.
+    the default mask's threshold; the liver lies inside the body outline, so filling the
+    body's holes brings it back without adding the scanner bed or the background.
     """
     from scipy import ndimage as ndi
 
-    first = np.abs(data.images[..., 0])
-    ref = float(np.percentile(first, 99))
-    m = default_mask(data) | (first > fraction * ref)
-    out = np.zeros_like(m)
+    m = default_mask(data)
+    out = m.copy()
     for z in range(m.shape[2]):
         lab, n = ndi.label(m[:, :, z])
         if n == 0:
             continue
         big = np.argmax(ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))) + 1
-        out[:, :, z] = ndi.binary_fill_holes(lab == big) | m[:, :, z]
+        out[:, :, z] |= ndi.binary_fill_holes(lab == big)
     return out
 
 
