@@ -186,3 +186,24 @@ def test_cli_liver_on_a_mat_without_geometry(tmp_path, capsys):
     meta = json.loads((out / "case_summary.json").read_text())
     assert meta["liver"]["right"] == "image-left" and abs(meta["liver"]["pdff_percent"] - 8.0) < 1.0
     assert "liver: n=" in stdout
+
+
+def test_cli_liver_without_a_liver_still_writes_the_maps(tmp_path, capsys):
+    import scipy.io as sio
+
+    x, y = np.meshgrid(np.linspace(-1, 1, 40), np.linspace(-1, 1, 48), indexing="ij")
+    body = ((x / 0.9) ** 2 + (y / 0.7) ** 2 <= 1)[:, :, None]
+    from ukbmri.physics.spectrum import signal
+
+    s = signal(0.08 * body, 0.92 * body, np.full(body.shape, 35.0), TE, 1.5)
+    s = s + 0.01 * np.random.default_rng(1).standard_normal(s.shape)
+    st = {"images": s[:, :, :, None, :].astype(np.complex64), "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "fat.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, _, _ = _run(capsys, "fatwater", str(tmp_path / "fat.mat"), "--out", str(out), "--liver", "--no-montage")
+    assert code == 0
+    assert not np.load(out / "fat_liver_roi.npy").any()
+    meta = json.loads((out / "fat_summary.json").read_text())
+    assert meta["liver"]["flags"] == ["liver_not_found"] and "fat.mat" in meta["liver"]["error"]
+    assert (out / "fat_ff_percent.npy").is_file()

@@ -138,14 +138,22 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
 
         liver_maps = maps if (maps.method == "complex" or branch == "best") else roi_maps_for(data, device=device,
                                                                                              mask=mask)
-        lv = liver_fat_slices(data, liver_maps, device=device, right_direction=right_direction_for(right))
+        from ukbmri.errors import LiverNotFoundError
+
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        save_npy(Path(out_dir) / f"{name}_liver_roi.npy", lv.roi)
-        liver_rows = lv.rows()
-        extra["liver"] = {"pdff_percent": lv.pdff_percent, "pdff_ci95": list(lv.pdff_ci95),
-                          "r2star_per_s": lv.r2star_per_s, "r2star_ci95": list(lv.r2star_ci95),
-                          "flags": list(lv.flags),
-                          "right": "from the input's geometry" if data.affine_lps is not None else right}
+        side = "from the input's geometry" if data.affine_lps is not None else right
+        try:
+            lv = liver_fat_slices(data, liver_maps, device=device, right_direction=right_direction_for(right))
+        except LiverNotFoundError as exc:  # the maps are still written; no liver values at all
+            log.warning("%s", exc)
+            save_npy(Path(out_dir) / f"{name}_liver_roi.npy", np.zeros(data.shape, dtype=bool))
+            extra["liver"] = {"error": str(exc), "flags": ["liver_not_found"], "right": side}
+        else:
+            save_npy(Path(out_dir) / f"{name}_liver_roi.npy", lv.roi)
+            liver_rows = lv.rows()
+            extra["liver"] = {"pdff_percent": lv.pdff_percent, "pdff_ci95": list(lv.pdff_ci95),
+                              "r2star_per_s": lv.r2star_per_s, "r2star_ci95": list(lv.r2star_ci95),
+                              "flags": list(lv.flags), "right": side}
     res = write_fatwater_outputs(maps, data, out_dir, name, roi=roi, montage=not no_montage, extra=extra,
                                  extra_rows=liver_rows)
     for row in res.summary:
