@@ -50,6 +50,7 @@ FLAG_RULES = {
     "liver_fit_methods_disagree": f"complex and magnitude PDFF in the ROI differ by > {MAX_METHOD_DIFF_PP:g} pp",
     "liver_gre_ideal_disagree": "GRE and IDEAL PDFF (or R2*) differ beyond the allowed difference plus intervals",
     "liver_gre_ideal_incomplete": "one of the two results is missing or already unreliable",
+    "liver_not_found": "summary rows of fatwater --liver for slices (or inputs) where LiverNotFoundError was raised",
 }
 
 
