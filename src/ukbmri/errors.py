@@ -44,6 +44,7 @@ __all__ = [
     "RunLockedError",
     "GitLfsPointerError",
     "QualityCheckError",
+    "LiverNotFoundError",
 ]
 
 
@@ -228,3 +229,8 @@ class QualityCheckError(InputError):
     The message starts with the QC flag name (``docs/qc_flags.md``), e.g.
     ``body_input_blank: water + fat is 0 in all ... voxels``.
     """
+
+
+# -- liver ------------------------------------------------------------------------
+class LiverNotFoundError(LiverInputError):
+    """Field 20203 / 20254 or any multi-echo slice: no liver (or no usable liver ROI) was found."""

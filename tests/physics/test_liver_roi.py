@@ -74,6 +74,9 @@ def test_liver_fat_from_synthetic_ukb_zip(tmp_path):
     assert abs(res.pdff_percent - 14.0) < 0.5
     assert abs(res.r2star_per_s - p.liver_r2star_per_s) < 2.0
     assert res.n_voxels > 200 and res.roi_maps == "complex"
+    assert res.flags == () and res.protocol == "gre"
+    assert res.pdff_ci95[0] <= 14.0 <= res.pdff_ci95[1] and res.pdff_ci95[1] - res.pdff_ci95[0] < 2.0
+    assert res.r2star_ci95[0] <= p.liver_r2star_per_s <= res.r2star_ci95[1]
     npy, png = res.save_mask(tmp_path / "roi" / "1_2")
     assert npy.name == "1_2.npy" and png.name == "1_2.png" and png.stat().st_size > 1000
     assert np.load(npy).shape == res.mask.shape

@@ -65,7 +65,7 @@ def test_cli_complex_writes_every_file(nifti_case, tmp_path, capsys):
     assert "roi: n=" in stdout and "mask: n=" in stdout
 
 
-def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
+def test_cli_magnitude_and_identity_warning(tmp_path, capsys, caplog):
     import scipy.io as sio
 
     rng = np.random.default_rng(22)
@@ -76,10 +76,33 @@ def test_cli_magnitude_and_identity_warning(tmp_path, capsys):
     out = tmp_path / "o"
     code, _, err = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--method", "magnitude")
     assert code == 0
-    assert "identity affine" in err
+    geometry_warnings = [r for r in caplog.records if "no geometry" in r.getMessage()]
+    assert len(geometry_warnings) == 1 and "no geometry" not in err  # warned once
     b0 = np.load(out / "case_b0_hz.npy")
     assert b0.shape == (32, 30, 1) and np.all(np.isnan(b0))  # no field map from magnitudes
-    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    # one voxel size everywhere: the assumed default, in the NIfTI files and marked in the summary
+    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-1.5, -1.5, 5.0, 1.0]))
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["spacing_mm"] == [1.5, 1.5, 5.0] and meta["spacing_assumed"] is True
+    assert meta["info"]["branch"] == "best"
+
+
+def test_cli_spacing_option_sets_every_output(tmp_path, capsys):
+    import scipy.io as sio
+
+    rng = np.random.default_rng(23)
+    data, truth = ring_phantom((32, 30, 1), te_s=TE, snr=60.0, rng=rng)
+    st = {"images": data.images[:, :, :, None, :], "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "case.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, _, _ = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--spacing", "2.5,2.5,6",
+                      "--no-montage")
+    assert code == 0
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["spacing_mm"] == [2.5, 2.5, 6.0] and meta["spacing_assumed"] is False
+    assert meta["info"]["spacing_mm"] == [2.5, 2.5, 6.0]  # the complex fit regularised with it
+    np.testing.assert_allclose(nib.load(out / "case_ff_percent.nii.gz").affine, np.diag([-2.5, -2.5, 6.0, 1.0]))
 
 
 @pytest.mark.parametrize(
@@ -135,3 +158,52 @@ def test_cli_spectrum_option(nifti_case, tmp_path, capsys):
     code, _, err = _run(capsys, "fatwater", str(d / "scan.nii.gz"), "--out", str(tmp_path / "x"), "--te", te,
                         "--spectrum", "1.3")
     assert code == 2 and "PPM:AMPLITUDE" in err
+
+
+def test_cli_liver_on_a_mat_without_geometry(tmp_path, capsys):
+    import scipy.io as sio
+
+    rng = np.random.default_rng(24)
+    data, truth = ring_phantom((72, 64, 1), te_s=TE, snr=80.0, liver_ff_percent=8.0, liver_r2star_per_s=40.0,
+                               spacing=(3.0, 3.0, 6.0), rng=rng)
+    # store like the ISMRM toolbox: rows = anterior-posterior, columns = patient right -> left
+    images = np.transpose(data.images, (1, 0, 2, 3))
+    st = {"images": images[:, :, :, None, :], "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "case.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, stdout, _ = _run(capsys, "fatwater", str(tmp_path / "case.mat"), "--out", str(out), "--liver",
+                           "--spacing", "3,3,6", "--no-montage")
+    assert code == 0
+    roi = np.load(out / "case_liver_roi.npy")
+    assert roi.shape == (64, 72, 1) and roi.dtype == bool and roi.sum() > 50
+    assert np.all(np.transpose(truth.liver, (1, 0, 2))[roi])  # inside the drawn liver
+    table = pd.read_csv(out / "case_summary.csv").set_index("region")
+    assert {"liver_slice_0", "liver"} <= set(table.index)
+    row = table.loc["liver"]
+    assert abs(row["ff_median_percent"] - 8.0) < 1.0
+    assert row["ff_ci95_low_percent"] <= row["ff_median_percent"] <= row["ff_ci95_high_percent"]
+    meta = json.loads((out / "case_summary.json").read_text())
+    assert meta["liver"]["right"] == "image-left" and abs(meta["liver"]["pdff_percent"] - 8.0) < 1.0
+    assert "liver: n=" in stdout
+
+
+def test_cli_liver_without_a_liver_still_writes_the_maps(tmp_path, capsys):
+    import scipy.io as sio
+
+    x, y = np.meshgrid(np.linspace(-1, 1, 40), np.linspace(-1, 1, 48), indexing="ij")
+    body = ((x / 0.9) ** 2 + (y / 0.7) ** 2 <= 1)[:, :, None]
+    from ukbmri.physics.spectrum import signal
+
+    s = signal(0.08 * body, 0.92 * body, np.full(body.shape, 35.0), TE, 1.5)
+    s = s + 0.01 * np.random.default_rng(1).standard_normal(s.shape)
+    st = {"images": s[:, :, :, None, :].astype(np.complex64), "TE": TE[None, :], "FieldStrength": np.array([[1.5]]),
+          "PrecessionIsClockwise": np.array([[1]])}
+    sio.savemat(tmp_path / "fat.mat", {"imDataParams": st})
+    out = tmp_path / "o"
+    code, _, _ = _run(capsys, "fatwater", str(tmp_path / "fat.mat"), "--out", str(out), "--liver", "--no-montage")
+    assert code == 0
+    assert not np.load(out / "fat_liver_roi.npy").any()
+    meta = json.loads((out / "fat_summary.json").read_text())
+    assert meta["liver"]["flags"] == ["liver_not_found"] and "fat.mat" in meta["liver"]["error"]
+    assert (out / "fat_ff_percent.npy").is_file()

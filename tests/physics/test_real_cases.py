@@ -94,3 +94,38 @@ def test_real_volume_cli(real_data_dir, tmp_path, case):
     data, _ = read_ismrm(real_data_dir / f"{case}.mat")
     assert ff.shape == data.shape and ff.dtype == np.float32
     assert (tmp_path / f"{case}_montage.png").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_case17_magnitude_default_reads_fat_as_fat(real_data_dir, tmp_path):
+    """fatwater's magnitude default (branch 'best') must not read subcutaneous fat as 20-40 %."""
+    from ukbmri.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fatwater", str(real_data_dir / "17.mat"), "--out", str(tmp_path), "--method", "magnitude",
+              "--no-montage"])
+    assert exc.value.code == 0
+    data, mask = read_ismrm(real_data_dir / "17.mat")
+    m = default_mask(data) & mask
+    fat = m & (fit_complex(data, mask=m).ff_percent > 80.0)
+    ff = np.load(tmp_path / "17_ff_percent.npy")[fat]
+    assert np.median(ff) > 70.0 and np.mean(ff < 50.0) < 0.15  # measured 78 % and 0.07
+
+
+@pytest.mark.slow
+def test_case12_liver_on_every_slice(real_data_dir, tmp_path):
+    import json
+
+    from ukbmri.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fatwater", str(real_data_dir / "12.mat"), "--out", str(tmp_path), "--liver", "--no-montage"])
+    assert exc.value.code == 0
+    roi = np.load(tmp_path / "12_liver_roi.npy")
+    assert roi.shape == (157, 256, 3)
+    per_slice = roi.sum(axis=(0, 1))
+    assert (per_slice > 500).sum() >= 2
+    assert np.nonzero(roi)[1].mean() < 110  # the liver is on the image's left
+    liver = json.loads((tmp_path / "12_summary.json").read_text())["liver"]
+    assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0  # measured 0.44 %, 28 /s
+    assert liver["flags"] == []

@@ -70,3 +70,18 @@ def test_cli_synth_rejects_bad_input(tmp_path):
     res = runner.invoke(cli, ["synth", "--out", str(tmp_path), "-n", "1", "--fields", "20204"])
     assert res.exit_code == 2 and "20201" in res.output
     assert not list(tmp_path.glob("*.zip"))
+
+
+def test_cli_synth_refuses_a_folder_holding_a_cohort(tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "1000001_20203_2_0.zip").write_bytes(b"old")
+    (out / "truth.csv").write_text("eid\n1\n2\n")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["synth", "--out", str(out), "-n", "1", "--fields", "20203"])
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    assert (out / "1000001_20203_2_0.zip").read_bytes() == b"old"  # untouched
+    assert (out / "truth.csv").read_text() == "eid\n1\n2\n"
+    res = runner.invoke(cli, ["synth", "--out", str(out), "-n", "1", "--fields", "20203", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (out / "1000001_20203_2_0.zip").read_bytes() != b"old"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ukbmri.cli._common import device_option
 
@@ -19,6 +20,18 @@ def _te_list(ctx, param, value: str | None) -> list[float] | None:
     if not te:
         raise click.BadParameter("no echo times given")
     return te
+
+
+def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        sp = tuple(float(v) for v in value.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"expected X,Y,Z voxel size in mm, got {value!r}") from None
+    if len(sp) != 3 or any(not (v > 0) for v in sp):
+        raise click.BadParameter(f"expected three positive sizes X,Y,Z in mm, got {value!r}")
+    return sp
 
 
 def _spectrum(ctx, param, value: str | None):
@@ -53,22 +66,38 @@ def _spectrum(ctx, param, value: str | None):
                    "[default: that six-peak liver spectrum (Hamilton et al.)].")
 @click.option("--phase", "phase_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Phase NIfTI (4D, or one 3D file per echo; radians or Siemens units). Repeatable.")
-@click.option("--branch", type=click.Choice(["water", "fat", "best"]), default="water", show_default=True,
-              help="Magnitude method: starting branch (water-dominant suits liver).")
+@click.option("--branch", type=click.Choice(["water", "fat", "best"]), default="best", show_default=True,
+              help="Magnitude method: starting branch; 'best' fits both and keeps the lower residual per "
+                   "voxel, so fat-dominant tissue reads as fat ('water' suits a liver-only ROI).")
+@click.option("--spacing", "spacing", callback=_spacing, default=None, metavar="X,Y,Z",
+              help="Voxel size in mm for inputs without geometry (ISMRM .mat) [default: 1.5,1.5,5, "
+                   "reported as assumed]; ignored (with a warning) when the input has geometry.")
+@click.option("--liver", is_flag=True,
+              help="Find the liver automatically on every slice: writes <stem>_liver_roi.npy and liver PDFF / "
+                   "R2* with 95 %% intervals, per slice and overall, into the summary files.")
+@click.option("--right", "right", type=click.Choice(["image-left", "image-right"]), default="image-left",
+              show_default=True,
+              help="--liver on input without geometry: where the patient's right appears when the array is "
+                   "shown as stored (first axis down); the ISMRM toolbox's data are radiological (image-left).")
 @click.option("--stem", default=None, help="Output file prefix (default: the first input's name).")
 @click.option("--no-montage", is_flag=True, help="Skip the PNG montage.")
 def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, device, spectrum, phase_paths, branch,
-             stem, no_montage) -> None:
+             spacing, liver, right, stem, no_montage) -> None:
     """Separate water and fat, and estimate R2* (and B0), from multi-echo images.
 
     INPUTS: an ISMRM fat-water toolbox .mat file, a UK Biobank 20203 / 20254 zip, or NIfTI
     magnitudes (one 4D file or one 3D file per echo; give --te). Writes to OUT
     <stem>_{ff_percent,r2star_per_s,b0_hz,water,fat,residual}.npy and .nii.gz, <stem>_mask.npy,
     <stem>_montage.png and <stem>_summary.json/.csv (FF and R2* mean/median/SD in the fitted
-    mask and in --roi).
+    mask and in --roi; with --liver also <stem>_liver_roi.npy and the liver rows). One voxel
+    size serves the fit's regularisation, the summary and the NIfTI files: the input's, or
+    --spacing (default 1.5,1.5,5 mm, marked "spacing_assumed" in the summary).
     """
+    import dataclasses
+    import logging
+
     from ukbmri.errors import FitInputError
-    from ukbmri.physics.complex import fit_complex
+    from ukbmri.physics.complex import DEFAULT_SPACING, fit_complex
     from ukbmri.physics.inputs import input_stem, load_multiecho
     from ukbmri.physics.magnitude import fit_magnitude
     from ukbmri.physics.multiecho import default_mask
@@ -76,6 +105,14 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
 
     data, file_mask = load_multiecho(list(inputs), te_ms=te_ms, field_strength_t=field_strength,
                                      phase_paths=list(phase_paths) or None)
+    log = logging.getLogger("ukbmri.cli.fatwater")
+    spacing_assumed = False
+    if data.spacing is None:
+        spacing_assumed = spacing is None
+        data = dataclasses.replace(data, spacing=spacing or DEFAULT_SPACING)
+    elif spacing is not None and not np.allclose(spacing, data.spacing, rtol=1e-3):
+        log.warning("%s: --spacing %s ignored: the input's voxel size is %s mm", inputs[0], spacing,
+                    tuple(round(v, 4) for v in data.spacing))
     if method is None:
         method = "complex" if data.is_complex else "magnitude"
     if method == "complex" and not data.is_complex:
@@ -92,10 +129,43 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
     else:
         maps = fit_magnitude(data, mask=mask, device=device, branch=branch, **spec)
     name = stem or input_stem(inputs[0])
-    res = write_fatwater_outputs(maps, data, out_dir, name, roi=roi, montage=not no_montage)
-    if res.identity_affine:
-        click.echo("warning: the input has no geometry; NIfTI files use an identity affine", err=True)
+    extra = {"spacing_mm": list(data.spacing), "spacing_assumed": spacing_assumed}
+    liver_rows = None
+    if liver:
+        from ukbmri.io.atomic import save_npy
+        from ukbmri.physics.liver import roi_maps_for
+        from ukbmri.physics.liver_slices import liver_fat_slices, right_direction_for
+
+        liver_maps = maps if (maps.method == "complex" or branch == "best") else roi_maps_for(data, device=device,
+                                                                                             mask=mask)
+        from ukbmri.errors import LiverNotFoundError
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        side = "from the input's geometry" if data.affine_lps is not None else right
+        try:
+            lv = liver_fat_slices(data, liver_maps, device=device, right_direction=right_direction_for(right))
+        except LiverNotFoundError as exc:  # the maps are still written; no liver values at all
+            log.warning("%s", exc)
+            save_npy(Path(out_dir) / f"{name}_liver_roi.npy", np.zeros(data.shape, dtype=bool))
+            extra["liver"] = {"error": str(exc), "flags": ["liver_not_found"], "right": side}
+        else:
+            save_npy(Path(out_dir) / f"{name}_liver_roi.npy", lv.roi)
+            liver_rows = lv.rows()
+            extra["liver"] = {"pdff_percent": lv.pdff_percent, "pdff_ci95": list(lv.pdff_ci95),
+                              "r2star_per_s": lv.r2star_per_s, "r2star_ci95": list(lv.r2star_ci95),
+                              "flags": list(lv.flags), "right": side}
+    res = write_fatwater_outputs(maps, data, out_dir, name, roi=roi, montage=not no_montage, extra=extra,
+                                 extra_rows=liver_rows)
     for row in res.summary:
+        if str(row["region"]).startswith("liver"):
+            if row.get("ff_median_percent") is None or row.get("n_voxels", 0) == 0:
+                click.echo(f"{row['region']:>14}: no liver found")
+                continue
+            click.echo(f"{row['region']:>14}: n={row['n_voxels']}  PDFF {row['ff_median_percent']:.2f} % "
+                       f"[{row['ff_ci95_low_percent']:.2f}, {row['ff_ci95_high_percent']:.2f}]  R2* "
+                       f"{row['r2star_median_per_s']:.1f} /s [{row['r2star_ci95_low_per_s']:.1f}, "
+                       f"{row['r2star_ci95_high_per_s']:.1f}]  {row.get('liver_flags') or ''}")
+            continue
         click.echo(
             f"{row['region']:>5}: n={row['n_voxels']}  FF mean {row['ff_mean_percent']:.2f} %  "
             f"median {row['ff_median_percent']:.2f} %  sd {row['ff_sd_percent']:.2f}  |  "

@@ -37,7 +37,13 @@ def _fields(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--first-eid", default=1000001, show_default=True, type=click.IntRange(min=1), help="eid of participant 0.")
 @click.option("--instance", default=2, show_default=True, type=click.IntRange(min=0), help="Visit instance in file names.")
-def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, workers: int, first_eid: int, instance: int) -> None:
+@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a cohort (zips or truth.csv).")
+@click.option("--liver-stress", "liver_stress", type=click.Choice(["train", "heldout"]), default=None,
+              help="Instead of UK Biobank zips, write domain-randomised single-slice liver phantoms (NIfTI magnitude "
+                   "+ phase, drawn liver mask, liver_stress_truth.csv) from this generator variant; 'heldout' is "
+                   "for accuracy tests only, never for tuning.")
+def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, workers: int, first_eid: int, instance: int,
+          overwrite: bool, liver_stress) -> None:
     """Write a synthetic cohort in UK Biobank bulk format.
 
     Per participant and field OUT/<eid>_<field>_<instance>_0.zip (real DICOM: 20201 Dixon
@@ -46,9 +52,23 @@ def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, work
     each participant's phantom (weight, VAT, ASAT, liver PDFF and R2*, organ and thigh muscle
     volumes, muscle fat, ...) and the quirks applied.
     """
+    from ukbmri.errors import OutputExistsError
     from ukbmri.synth.cohort import TRUTH_FILE, write_cohort
     from ukbmri.synth.quirks import quirks_from_specs
 
+    from ukbmri.synth.liver_stress_io import STRESS_TRUTH_FILE, write_stress_cohort
+
+    if not overwrite and out_dir.is_dir():
+        held = sorted(p.name for p in out_dir.iterdir()
+                      if p.suffix.lower() == ".zip" or p.name in (TRUTH_FILE, STRESS_TRUTH_FILE))
+        if held:
+            raise OutputExistsError("output folder already holds a cohort (use --overwrite to write into it)",
+                                    path=out_dir, found=f"{len(held)} files, e.g. {held[0]}")
+
+    if liver_stress is not None:
+        df = write_stress_cohort(out_dir, participants, seed, variant=liver_stress)
+        click.echo(f"wrote {len(df)} liver stress cases ({liver_stress}) to {out_dir}")
+        return
     try:
         quirks = quirks_from_specs(quirk_specs, participants)
     except ValueError as exc:

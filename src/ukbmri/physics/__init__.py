@@ -8,8 +8,10 @@
 Modules: :mod:`~ukbmri.physics.spectrum` (fat spectrum, signal model),
 :mod:`~ukbmri.physics.multiecho` (data and result types), :mod:`~ukbmri.physics.magnitude`,
 :mod:`~ukbmri.physics.complex` and :mod:`~ukbmri.physics.spatial` (fitters and the
-swap guard), :mod:`~ukbmri.physics.inputs` (zips, NIfTI), :mod:`~ukbmri.physics.liver_roi`
-and :mod:`~ukbmri.physics.liver` (liver pipeline), :mod:`~ukbmri.physics.outputs`,
+swap guard), :mod:`~ukbmri.physics.inputs` (zips, NIfTI), :mod:`~ukbmri.physics.liver_roi`,
+:mod:`~ukbmri.physics.liver`, :mod:`~ukbmri.physics.liver_noise` (noise, Cramer-Rao bounds,
+intervals), :mod:`~ukbmri.physics.liver_flags` (QC flags, GRE/IDEAL cross-check) and
+:mod:`~ukbmri.physics.liver_slices` (every slice of a volume) (liver pipeline), :mod:`~ukbmri.physics.outputs`,
 :mod:`~ukbmri.physics.phantom`. Names load lazily (PEP 562): importing the spectrum does
 not import torch.
 """
@@ -34,6 +36,9 @@ _EXPORTS = {
     "liver_fat_from_zip": "liver",
     "liver_fat_from_multiecho": "liver",
     "LiverPhysicsResult": "liver",
+    "cross_check": "liver",
+    "liver_fat_slices": "liver_slices",
+    "LiverSlices": "liver_slices",
     "multiecho_from_zip": "inputs",
     "multiecho_from_nifti": "inputs",
     "load_multiecho": "inputs",

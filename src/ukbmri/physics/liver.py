@@ -11,6 +11,10 @@
    Rician noise floor with the noise level estimated from the background) inside the ROI;
    the median PDFF and R2* are the headline numbers. The complex-fit medians in the same
    ROI are kept for QC.
+4. **Intervals and QC**: 95 % intervals of the medians
+   (:func:`ukbmri.physics.liver_noise.median_interval`, spatially correlated voxels) and
+   QC flags (:mod:`ukbmri.physics.liver_flags`, documented in ``docs/liver_qc.md``).
+   No liver: :class:`~ukbmri.errors.LiverNotFoundError`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ukbmri.errors import LiverNotFoundError
 from ukbmri.io.atomic import save_npy
+from ukbmri.physics.liver_flags import cross_check, roi_flags
+from ukbmri.physics.liver_noise import median_interval
+from ukbmri.physics.liver_noise import noise_sigma as estimate_sigma
 from ukbmri.physics.liver_roi import LiverSummary, find_liver_roi, liver_summary
-from ukbmri.physics.magnitude import estimate_noise_sigma, fit_magnitude
+from ukbmri.physics.magnitude import fit_magnitude
 from ukbmri.physics.multiecho import FatWaterMaps, MultiEcho, default_mask
 
-__all__ = ["LiverPhysicsResult", "liver_fat_from_multiecho", "liver_fat_from_zip"]
+__all__ = ["LiverPhysicsResult", "liver_fat_from_multiecho", "liver_fat_from_zip", "cross_check"]
+
+#: model-error SDs added to the sampling error of the medians (fat spectrum and signal-model
+#: mismatch; Hernando et al. / Yokoo et al. report PDFF biases of a few tenths of a percent)
+PDFF_MODEL_SD = 0.15
+R2STAR_MODEL_REL_SD = 0.02
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,11 @@ class LiverPhysicsResult:
     complex_r2star_per_s: float | None = None
     roi_maps: str = ""  #: "complex" or "magnitude" (what found the liver)
     source: str = ""
+    pdff_ci95: tuple[float, float] = (float("nan"), float("nan"))
+    r2star_ci95: tuple[float, float] = (float("nan"), float("nan"))
+    flags: tuple[str, ...] = ()  #: QC flags (docs/liver_qc.md); empty when fine
+    protocol: str = ""  #: "gre" (20203), "ideal" (20254) or "" (other)
+    qc: dict = field(default_factory=dict, repr=False)  #: the numbers behind the flags
 
     @property
     def pdff_percent(self) -> float:
@@ -67,36 +85,103 @@ class LiverPhysicsResult:
         return npy, png
 
 
-def liver_fat_from_multiecho(data: MultiEcho, *, device: str = "cpu", noise_sigma: float | str | None = "auto",
-                             **roi_kwargs) -> LiverPhysicsResult:
-    """Liver PDFF and R2* of one single-slice multi-echo acquisition (see the module docstring)."""
-    from ukbmri.physics.complex import fit_complex
+def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, device: str = "cpu",
+                        noise_sigma: float | str | None = "auto", protocol: str = "",
+                        **roi_kwargs) -> LiverPhysicsResult:
+    """Liver PDFF / R2* of slice ``z`` of ``data`` given whole-slice maps that read fat as fat.
 
-    body = default_mask(data)
-    if data.is_complex:
-        roi_maps: FatWaterMaps = fit_complex(data, mask=body, device=device)
-    else:
-        roi_maps = fit_magnitude(data, mask=body, device=device, branch="best")
-    sp = data.spacing or (1.0, 1.0, 1.0)
-    roi = find_liver_roi(roi_maps, pixel_spacing_mm=sp[:2], affine_lps=data.affine_lps, **roi_kwargs)
+    ``roi_maps``: complex fit, or magnitude fit with ``branch="best"``, of ``data`` (all
+    slices). Raises :class:`~ukbmri.errors.LiverNotFoundError` naming ``data.source``.
+    """
+    from dataclasses import replace
+
+    sl = slice(z, z + 1)
+    d1 = data if data.shape[2] == 1 else replace(data, images=data.images[:, :, sl])
+    m1 = roi_maps if roi_maps.shape[2] == 1 else FatWaterMaps(
+        **{k: np.asarray(v)[:, :, sl] for k, v in roi_maps.as_dict().items()}, mask=roi_maps.mask[:, :, sl],
+        method=roi_maps.method, info=roi_maps.info)
+    body = m1.mask
     sigma = noise_sigma
     if noise_sigma == "auto":
-        sigma = estimate_noise_sigma(data.magnitude(), body)
-    values = fit_magnitude(data, mask=roi.reshape(data.shape), device=device, noise_sigma=sigma)
+        sigma = _auto_sigma(d1, body, m1)
+    sp = data.spacing or (1.0, 1.0, 1.0)
+    info: dict = {}
+    roi_kwargs.setdefault("affine_lps", data.affine_lps)
+    try:
+        roi = find_liver_roi(m1, pixel_spacing_mm=sp[:2], noise_sigma=sigma, te_s=data.te_s,
+                             field_strength_t=data.field_strength_t, info=info, **roi_kwargs)
+    except LiverNotFoundError as exc:
+        what = "homogeneous water-dominant tissue on the patient's right (a liver)"
+        raise LiverNotFoundError(f"no liver found in slice {z}: {exc.message}", path=data.source,
+                                 expected=exc.expected or what, found=exc.found) from exc
+    values = fit_magnitude(d1, mask=roi.reshape(d1.shape), device=device, noise_sigma=sigma)
     summ = liver_summary(values, roi)
+    roi2 = np.asarray(roi, dtype=bool).reshape(d1.shape)[:, :, 0]
+    ff2, r22 = np.asarray(values.ff_percent)[:, :, 0], np.asarray(values.r2star_per_s)[:, :, 0]
+    _, plo, phi = median_interval(ff2, roi2, floor_sd=PDFF_MODEL_SD)
+    _, rlo, rhi = median_interval(r22, roi2, relative_floor=R2STAR_MODEL_REL_SD)
     c_pdff = c_r2 = None
-    if roi_maps.method == "complex":
-        cs = liver_summary(roi_maps, roi)
+    if m1.method == "complex":
+        cs = liver_summary(m1, roi)
         c_pdff, c_r2 = cs.pdff_percent, cs.r2star_per_s
-    mask2d = np.asarray(roi, dtype=bool).reshape(data.shape)[:, :, 0]
+    flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=summ.pdff_percent, pdff_ci=(plo, phi),
+                          complex_pdff=c_pdff, spacing=sp[:2])
     return LiverPhysicsResult(
-        summary=summ, mask=mask2d, background=np.abs(data.images[:, :, 0, 0]).astype(np.float32),
-        complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=roi_maps.method, source=data.source,
+        summary=summ, mask=roi2, background=np.abs(d1.images[:, :, 0, 0]).astype(np.float32),
+        complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=m1.method, source=data.source,
+        pdff_ci95=(float(max(plo, 0.0)), float(min(phi, 100.0))), r2star_ci95=(float(max(rlo, 0.0)), float(rhi)),
+        flags=flags,
+        protocol=protocol, qc=qc,
     )
 
 
+def _auto_sigma(data: MultiEcho, body: np.ndarray, maps: FatWaterMaps) -> float | None:
+    return estimate_sigma(data, np.asarray(body, dtype=bool), maps)
+
+
+def liver_fat_from_multiecho(data: MultiEcho, *, device: str = "cpu", noise_sigma: float | str | None = "auto",
+                             protocol: str = "", **roi_kwargs) -> LiverPhysicsResult:
+    """Liver PDFF and R2* of one single-slice multi-echo acquisition (see the module docstring)."""
+    return liver_fat_from_maps(data, roi_maps_for(data, device=device), device=device, noise_sigma=noise_sigma,
+                               protocol=protocol, **roi_kwargs)
+
+
+def liver_fit_mask(data: MultiEcho) -> np.ndarray:
+    """Voxels to fit for the liver: :func:`default_mask` with the holes of its body filled (per slice).
+
+    The echo-averaged signal of an iron-loaded liver (R2* of several hundred /s) falls below
+    the default mask's threshold; the liver lies inside the body outline, so filling the
+    body's holes brings it back without adding the scanner bed or the background.
+    """
+    from scipy import ndimage as ndi
+
+    m = default_mask(data)
+    out = m.copy()
+    for z in range(m.shape[2]):
+        lab, n = ndi.label(m[:, :, z])
+        if n == 0:
+            continue
+        big = np.argmax(ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))) + 1
+        out[:, :, z] |= ndi.binary_fill_holes(lab == big)
+    return out
+
+
+def roi_maps_for(data: MultiEcho, *, device: str = "cpu", mask: np.ndarray | None = None) -> FatWaterMaps:
+    """Whole-image maps in which fat reads as fat: complex fit with phase, else magnitude ``branch="best"``."""
+    from ukbmri.physics.complex import fit_complex
+
+    body = liver_fit_mask(data) if mask is None else mask
+    if data.is_complex:
+        return fit_complex(data, mask=body, device=device)
+    return fit_magnitude(data, mask=body, device=device, branch="best")
+
+
 def liver_fat_from_zip(z, *, device: str = "cpu", **kwargs) -> LiverPhysicsResult:
-    """:func:`liver_fat_from_multiecho` of a 20203 (or 20254, dynamics averaged) zip from ``read_zip``."""
+    """:func:`liver_fat_from_multiecho` of a 20203 (or 20254, dynamics averaged) zip from ``read_zip``.
+
+    Raises :class:`~ukbmri.errors.LiverNotFoundError` when the slice shows no liver.
+    """
     from ukbmri.physics.inputs import multiecho_from_zip
 
-    return liver_fat_from_multiecho(multiecho_from_zip(z), device=device, **kwargs)
+    protocol = {20203: "gre", 20254: "ideal"}.get(getattr(z, "field", None), "")
+    return liver_fat_from_multiecho(multiecho_from_zip(z), device=device, protocol=protocol, **kwargs)

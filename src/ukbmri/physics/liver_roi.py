@@ -4,8 +4,9 @@
 
 1. **Body**: the fitted mask with holes filled, largest connected component; its
    centroid and equivalent radius.
-2. **Liver-like tissue**: fat fraction below ``ff_max`` (water-dominant), R2* in a liver
-   range, water signal above a fraction of the body's water-dominant tissue, and at least
+2. **Liver-like tissue**: fat fraction below ``ff_max`` (water-dominant; plus twice the
+   noise-expected SD when the noise is known), R2* in a liver range, proton density
+   (water + fat) above a fraction of the body's water-dominant tissue, and at least
    ``wall_mm`` from the body outline (skin, subcutaneous fat, abdominal wall).
 3. **Candidates**: homogeneous tissue (over ``homog_mm``: local SD of the water signal
    below ``cv_max`` of its mean, of R2* below ``2 cv_max`` of its mean + 2 /s, of the fat
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ukbmri.errors import LiverInputError
+from ukbmri.errors import LiverInputError, LiverNotFoundError
 from ukbmri.physics.multiecho import FatWaterMaps
 
 __all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction"]
@@ -105,7 +106,7 @@ def find_liver_roi(
     right_direction: tuple[float, float] | np.ndarray | None = None,
     affine_lps: np.ndarray | None = None,
     ff_max: float = 50.0,
-    r2star_range: tuple[float, float] = (10.0, 300.0),
+    r2star_range: tuple[float, float] = (5.0, 1000.0),
     water_fraction: float = 0.3,
     wall_mm: float = 12.0,
     split_mm: float = 6.0,
@@ -118,6 +119,11 @@ def find_liver_roi(
     vessel_window_mm: float = 20.0,
     vessel_tolerance: float = 0.12,
     min_voxels: int = 20,
+    noise_sigma: float | None = None,
+    te_s: np.ndarray | None = None,
+    field_strength_t: float = 1.5,
+    noise_k: float = 2.0,
+    info: dict | None = None,
 ) -> np.ndarray:
     """Boolean ``(x, y)`` (or ``(x, y, 1)``, like the maps) liver ROI mask; see the module docstring.
 
@@ -133,10 +139,19 @@ def find_liver_roi(
     right_direction, affine_lps:
         Where the patient's right is: an ``(x, y)`` index-space vector, or the data's
         affine (UK Biobank zips); neither: the largest candidate wins.
+    noise_sigma, te_s, field_strength_t:
+        Per-echo noise SD of the data and its echo times: the homogeneity tests then allow
+        ``noise_k`` times the Cramer-Rao SD of each map in quadrature with the tissue
+        tolerances (:func:`ukbmri.physics.liver_noise.crlb_sd`), so that noisy, iron-loaded
+        or fatty livers still count as homogeneous. Without them only the tissue
+        tolerances apply.
+    info:
+        Optional dict that receives diagnostics for QC (``region`` mask, ``region_area_mm2``,
+        ``region_inscribed_mm``, ``side``, ``body_radius_mm``, ``homog_ratio``).
 
     Raises
     ------
-    LiverInputError
+    LiverNotFoundError
         No liver-like region (or fewer than ``min_voxels`` voxels remain).
     """
     ff = _slice2d(maps.ff_percent).astype(float)
@@ -158,49 +173,104 @@ def find_liver_roi(
     radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
     # 2. liver-like tissue, away from the body wall
     finite = fitted & np.isfinite(ff) & np.isfinite(r2) & np.isfinite(water)
-    waterish = finite & (ff < ff_max) & body
-    ref = float(np.percentile(water[waterish], 90)) if waterish.sum() > 10 else 0.0
-    tissue = waterish & (r2 >= r2star_range[0]) & (r2 <= r2star_range[1]) & (water > water_fraction * ref)
+    ff_lim = np.full(ff.shape, float(ff_max))
+    if noise_sigma is not None and te_s is not None and noise_sigma > 0 and finite.any():
+        # a noisy voxel of a fatty liver may read a little above ff_max; fat tissue (>= 80 %) does not
+        from ukbmri.physics.liver_noise import crlb_sd
+
+        fw = np.nan_to_num(np.asarray(maps.fat, dtype=float)[..., 0] if np.asarray(maps.fat).ndim == 3
+                           else np.asarray(maps.fat, dtype=float))
+        _, cf, _ = crlb_sd(np.nan_to_num(water)[finite], fw[finite], np.nan_to_num(r2)[finite], te_s,
+                           field_strength_t, noise_sigma, complex_model=maps.method == "complex")
+        ff_lim[finite] = np.minimum(ff_max + 2.0 * np.nan_to_num(cf, posinf=0.0), ff_max + 20.0)
+    waterish = finite & (ff < ff_lim) & body
+    # proton density (water + fat), not water alone: a fatty liver has little water but full signal
+    total = water + np.nan_to_num(_slice2d(maps.fat).astype(float))
+    ref = float(np.percentile(total[waterish], 90)) if waterish.sum() > 10 else 0.0
+    tissue = waterish & (r2 >= r2star_range[0]) & (r2 <= r2star_range[1]) & (total > water_fraction * ref)
     depth = ndi.distance_transform_edt(body, sampling=(sx, sy))
     tissue &= depth >= wall_mm
     # 3. candidates: homogeneous liver-like tissue (organ boundaries have a high local
     #    coefficient of variation of the water signal), eroded to break thin bridges
     win = (max(3, int(round(homog_mm / sx)) | 1), max(3, int(round(homog_mm / sy)) | 1))
-    cnt = ndi.uniform_filter(tissue.astype(float), size=win)
+    # robust local statistics (median, 1.4826 x median absolute deviation): single-voxel
+    # fit outliers (noise at high R2*) neither break the tissue nor inflate its spread
+    tissue_c = tissue | (ndi.binary_closing(tissue, structure=np.ones((3, 3), bool)) & body & (depth >= wall_mm)
+                         & finite)
+    cnt = ndi.uniform_filter(tissue_c.astype(float), size=win)
 
     def local_sd(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        v0 = np.where(tissue, v, 0.0)
-        mu = ndi.uniform_filter(v0, size=win) / np.maximum(cnt, 1e-12)
-        var = ndi.uniform_filter(v0 ** 2, size=win) / np.maximum(cnt, 1e-12) - mu ** 2
-        return mu, np.sqrt(np.maximum(var, 0.0))
+        v0 = np.where(finite, v, 0.0)
+        mu = ndi.median_filter(v0, size=win)
+        spread = 1.4826 * ndi.median_filter(np.abs(v0 - mu), size=win)
+        # an organ boundary is a step of the local median (one window across)
+        hx, hy = win[0] // 2, win[1] // 2
+        step = np.zeros_like(mu)
+        step[hx:-hx or None, :] = np.abs(mu[2 * hx:, :] - mu[:-2 * hx or None, :])[:step.shape[0] - 2 * hx] if hx else 0
+        sy_ = np.zeros_like(mu)
+        sy_[:, hy:-hy or None] = np.abs(mu[:, 2 * hy:] - mu[:, :-2 * hy or None])[:, :sy_.shape[1] - 2 * hy] if hy else 0
+        return mu, np.maximum(spread, 0.5 * np.maximum(step, sy_))
 
     mu_w, sd_w = local_sd(water)
     mu_r, sd_r = local_sd(r2)
-    _, sd_f = local_sd(ff)
-    homog = (tissue & (cnt > 0.99) & (sd_w <= cv_max * np.maximum(mu_w, 1e-12))
-             & (sd_r <= 2.0 * cv_max * np.maximum(mu_r, 1e-12) + 2.0) & (sd_f <= ff_sd_max))
+    mu_f, sd_f = local_sd(ff)
+    tol_w = cv_max * np.maximum(mu_w, 1e-12)
+    tol_r = 2.0 * cv_max * np.maximum(mu_r, 1e-12) + 2.0
+    tol_f = np.full(ff.shape, ff_sd_max)
+    noise_w = noise_f = noise_r = None
+    if noise_sigma is not None and te_s is not None and noise_sigma > 0:
+        from ukbmri.physics.liver_noise import crlb_sd
+
+        sel = tissue_c & (cnt > 0.99)
+        noise_w, noise_f, noise_r = (np.zeros(ff.shape) for _ in range(3))
+        if sel.any():
+            fr = np.clip(mu_f[sel], 0.0, 100.0) / 100.0
+            amp = np.maximum(mu_w[sel], 0.0) / np.maximum(1.0 - fr, 1e-3)  # water map -> W + F
+            cw, cf, cr = crlb_sd(amp * (1 - fr), amp * fr, mu_r[sel], te_s, field_strength_t, noise_sigma,
+                                 complex_model=maps.method == "complex")
+            noise_w[sel], noise_f[sel], noise_r[sel] = cw, cf, cr
+        tol_w = np.hypot(tol_w, noise_k * noise_w)
+        tol_r = np.hypot(tol_r, noise_k * noise_r)
+        tol_f = np.hypot(tol_f, noise_k * noise_f)
+    homog = tissue_c & (cnt > 0.99) & (sd_w <= tol_w) & (sd_r <= tol_r) & (sd_f <= tol_f)
+    # small holes (scattered fit outliers in noisy tissue) are filled; organ boundaries are
+    # lines, not enclosed specks, and stay
+    holes = ndi.binary_fill_holes(homog) & ~homog
+    hl, nh = ndi.label(holes)
+    if nh:
+        hsize = np.asarray(ndi.sum(holes, hl, np.arange(1, nh + 1)))
+        homog = homog | np.isin(hl, 1 + np.flatnonzero(hsize * sx * sy <= 40.0))
     core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
+    if info is not None:
+        info["stages"] = {"tissue": tissue, "homogeneous": homog, "core": core}
     lab, n = ndi.label(core)
     if n == 0:
-        raise LiverInputError("no liver-like region found in the slice",
+        raise LiverNotFoundError("no liver-like region found in the slice",
                               expected=f"homogeneous water-dominant tissue with R2* in {r2star_range} /s",
                               found=f"{int(tissue.sum())} liver-like voxels, none {split_mm:g} mm from an edge")
     idx = np.arange(1, n + 1)
     area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
     com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
     ok = area >= min_area_mm2
-    score = area.copy()
+    # the liver is the largest solid organ, thick (not a band of muscle along the wall),
+    # and lies mostly on the patient's right: score = area on the right x thickness factor
+    inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(core, sampling=(sx, sy)), lab, idx)) + split_mm
+    thick = np.clip(inscribed / 20.0, 0.25, 1.0)
+    score = area * thick
     if right_direction is not None:
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
         side = ((com[:, 0] - cx) * sx * rd[0] + (com[:, 1] - cy) * sy * rd[1]) / radius_mm
+        xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
+        on_right = ((xg - cx) * sx * rd[0] + (yg - cy) * sy * rd[1]) > 0
+        area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
         right = ok & (side > 0.0)
         ok = right if right.any() else ok
-        score = area * np.maximum(side, 0.05)  # large and far to the patient's right
+        score = area_r * thick
     if not ok.any():
-        raise LiverInputError("no liver-sized region found in the slice",
-                              expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
-                              found=f"largest {float(area.max()):.0f} mm^2")
+        raise LiverNotFoundError("no liver-sized region found in the slice",
+                                 expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
+                                 found=f"largest {float(area.max()):.0f} mm^2")
     best = idx[ok][int(np.argmax(score[ok]))]
     log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
               np.round(score).tolist(), int(best))
@@ -227,12 +297,23 @@ def find_liver_roi(
         return np.abs(v - med) <= max(4.0 * mad, floor)
 
     med_w = float(np.median(water[near_anchor]))
-    similar = tissue & near(water, 0.08 * med_w) & near(r2, 4.0) & near(ff, 2.0)
+    fl_w, fl_r, fl_f = 0.08 * med_w, 4.0, 2.0
+    if noise_w is not None:  # floors at least the noise expected at the anchor
+        fl_w = max(fl_w, 3.0 * float(np.median(noise_w[near_anchor])))
+        fl_r = max(fl_r, 3.0 * float(np.median(noise_r[near_anchor])))
+        fl_f = max(fl_f, 3.0 * float(np.median(noise_f[near_anchor])))
+    similar = tissue & near(water, fl_w) & near(r2, fl_r) & near(ff, fl_f)
     seed = comp & similar
     lab1, _ = ndi.label(seed)
-    if lab1[anchor] == 0:
-        raise LiverInputError("liver region is not homogeneous around its centre",
-                              expected="homogeneous liver tissue", found="mixed values")
+    if lab1[anchor] == 0:  # the anchor voxel itself is an outlier: the commonest label around it
+        around = lab1[near_anchor]
+        around = around[around > 0]
+        if around.size == 0:
+            raise LiverNotFoundError("liver region is not homogeneous around its centre",
+                                     expected="homogeneous liver tissue", found="mixed values")
+        keep = int(np.bincount(around).argmax())
+        dist = np.where(lab1 == keep, ((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2, np.inf)
+        anchor = np.unravel_index(int(np.argmin(dist)), dist.shape)
     seed = lab1 == lab1[anchor]
     liver = ndi.binary_dilation(seed, structure=_disk((split_mm / sx + 1, split_mm / sy + 1))) & similar
     lab2, _ = ndi.label(liver)
@@ -245,18 +326,45 @@ def find_liver_roi(
     # local median of the signal (outside the liver filled with the liver's median)
     local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
     dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
-    roi &= np.isfinite(dev) & (dev <= vessel_tolerance)
-    for v in (r2, ff):
+    vtol = vessel_tolerance
+    if noise_w is not None and magnitude is None:  # a vessel must stand out of the noise too
+        vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
+                                                                (liver & (noise_w > 0)).any() else [0.0]))
+                        / max(float(np.median(np.abs(sig[liver]))), 1e-12))
+    roi &= np.isfinite(dev) & (dev <= vtol)
+    for v, nz in ((r2, noise_r), (ff, noise_f)):
         vals = v[roi]
         if vals.size >= min_voxels:
             med = np.median(vals)
             mad = 1.4826 * np.median(np.abs(vals - med))
+            if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
+                mad = max(mad, float(np.median(nz[liver])))
             roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
     roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
     if roi.sum() < min_voxels:
-        raise LiverInputError("liver ROI too small after removing edges and vessels",
+        raise LiverNotFoundError("liver ROI too small after removing edges and vessels",
                               expected=f">= {min_voxels} voxels", found=int(roi.sum()))
     log.debug("liver ROI: %d voxels (region %d)", int(roi.sum()), int(liver.sum()))
+    if info is not None:
+        com_l = ndi.center_of_mass(liver)
+        side_l = None
+        if right_direction is not None:
+            side_l = float(((com_l[0] - cx) * sx * rd[0] + (com_l[1] - cy) * sy * rd[1]) / radius_mm)
+        post = None
+        if affine_lps is not None:  # LPS +y: posterior
+            a = np.asarray(affine_lps, dtype=float)[:3, :2]
+            pd_ = a[1, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
+            if np.linalg.norm(pd_) > 1e-9:
+                pd_ = pd_ / np.linalg.norm(pd_)
+                post = float(((com_l[0] - cx) * sx * pd_[0] + (com_l[1] - cy) * sy * pd_[1]) / radius_mm)
+        info.update(
+            posterior=post,
+            region=liver, region_area_mm2=float(liver.sum() * sx * sy),
+            region_inscribed_mm=float(ndi.distance_transform_edt(ndi.binary_fill_holes(ndi.binary_closing(
+                liver, structure=np.ones((3, 3), bool))), sampling=(sx, sy)).max()),
+            side=side_l, body_radius_mm=float(radius_mm), body_area_mm2=float(body.sum() * sx * sy),
+            region_depth_mm=float(np.median(depth[liver])),
+        )
     return roi[:, :, None] if np.asarray(maps.ff_percent).ndim == 3 else roi
 
 

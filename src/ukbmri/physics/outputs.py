@@ -193,8 +193,15 @@ def write_fatwater_outputs(
     *,
     roi: np.ndarray | None = None,
     montage: bool = True,
+    extra: dict | None = None,
+    extra_rows: list[dict] | None = None,
 ) -> FatWaterOutputs:
-    """Write every map as ``.npy`` and ``.nii.gz``, the mask, a montage and the summary (JSON + CSV)."""
+    """Write every map as ``.npy`` and ``.nii.gz``, the mask, a montage and the summary (JSON + CSV).
+
+    ``extra``: more keys for the JSON summary (e.g. the voxel size and whether it was
+    assumed); ``extra_rows``: more summary rows (e.g. the liver's, see
+    :mod:`ukbmri.physics.liver_slices`).
+    """
     import pandas as pd
 
     out = Path(out_dir)
@@ -202,7 +209,8 @@ def write_fatwater_outputs(
     files: dict[str, Path] = {}
     identity = data.affine_lps is None
     if identity:
-        log.warning("%s: no geometry in the input: NIfTI files get an identity affine", data.source)
+        log.warning("%s: no geometry in the input: NIfTI files get a diagonal affine with voxel size %s mm",
+                    data.source, tuple(data.spacing) if data.spacing else (1.0, 1.0, 1.0))
     for name in MAP_NAMES:
         arr = np.asarray(getattr(maps, name), dtype=np.float32)
         files[f"{name}_npy"] = save_npy(out / f"{stem}_{name}.npy", arr)
@@ -211,10 +219,11 @@ def write_fatwater_outputs(
     if montage:
         files["montage_png"] = save_montage(maps, out / f"{stem}_montage.png", transpose=not identity,
                                             title=f"{stem} ({maps.method})")
-    rows = summary_statistics(maps, roi)
+    rows = summary_statistics(maps, roi) + list(extra_rows or [])
     meta = {"input": data.source, "method": maps.method, "echo_times_ms": (data.te_s * 1e3).round(4).tolist(),
             "field_strength_t": data.field_strength_t, "shape_xyz": list(maps.shape),
-            "identity_affine": identity, "info": maps.info, "regions": rows}
+            "identity_affine": identity, "spacing_mm": list(data.spacing) if data.spacing else None,
+            **(extra or {}), "info": maps.info, "regions": rows}
     files["summary_json"] = write_text(out / f"{stem}_summary.json", json.dumps(meta, indent=2, default=float) + "\n")
     with atomic_path(out / f"{stem}_summary.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
