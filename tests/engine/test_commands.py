@@ -53,6 +53,42 @@ def test_golden_run_with_demo_weights_against_phantom_truth(cohort, tmp_path):
     assert "DEMONSTRATION" in html and "1999999" in html
     cmp = pd.read_csv(out / "truth_comparison.csv").set_index("prediction")
     assert cmp.loc["liver_fat_physics_percent", "mae"] < 0.5
+    _check_in_chromium(out / "report.html", tmp_path)
+
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var n = 0, broken = 0;
+  for (const img of document.images) { n++; if (!img.complete || img.naturalWidth === 0) broken++; }
+  var p = document.createElement("pre");
+  p.id = "probe";
+  p.textContent = "PROBE images=" + n + " broken=" + broken + " flagged=" +
+                  (document.getElementById("flagged") ? 1 : 0) + " END";
+  document.body.appendChild(p);
+});
+</script></body>"""
+
+
+def _check_in_chromium(report, tmp_path) -> None:
+    """The run's own report.html in headless Chromium: it renders, the flagged/failed list is there, no
+    image is broken (skips where Chromium is not installed)."""
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        return  # the browser check of the report itself lives in tests/report and skips there
+    probe = report.with_name("report_probe.html")
+    probe.write_text(report.read_text().replace("</body>", _PROBE))
+    res = subprocess.run([exe, "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
+                          f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    m = re.search(r"PROBE images=(\d+) broken=(\d+) flagged=(\d) END", res.stdout)
+    assert m, res.stderr[-1500:]
+    images, broken, flagged = map(int, m.groups())
+    assert images >= 3 and broken == 0 and flagged == 1
+    assert "1999999" in res.stdout  # the failed participant is listed
 
 
 def test_demo_weights_never_run_on_scans_that_are_not_synthetic(cohort, tmp_path, monkeypatch):
