@@ -38,12 +38,16 @@ def run_on_dask(
     if scheduler is None:
         import logging as _logging
 
-        # quiet (warnings only), no dashboard unless asked for, scratch space where the caller says
-        cluster = LocalCluster(
-            n_workers=max(1, workers), threads_per_worker=1, processes=True,
-            dashboard_address=":8787" if dashboard else None, scheduler_kwargs={"dashboard": dashboard},
-            worker_dashboard_address=None, silence_logs=_logging.WARNING, local_directory=scratch,
-        )
+        import dask
+
+        # quiet (warnings only), no dashboard unless asked for (the scheduler's small HTTP server
+        # then takes a free port, not 8787), every scratch file under ``scratch``
+        with dask.config.set({"temporary-directory": scratch} if scratch else {}):
+            cluster = LocalCluster(
+                n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                dashboard_address=":8787" if dashboard else ":0", scheduler_kwargs={"dashboard": dashboard},
+                worker_dashboard_address=None, silence_logs=_logging.WARNING, local_directory=scratch,
+            )
         client = Client(cluster)
     else:
         client = Client(scheduler)
