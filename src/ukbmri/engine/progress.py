@@ -40,7 +40,7 @@ class ConsoleProgress:
         self.live = self.stream.isatty() if live is None else live
         self.interval_s = interval_s
         self._t0 = time.monotonic()
-        self._last_line = 0.0
+        self._last_line = float("-inf")  # the first event always prints
         self._event: ProgressEvent | None = None
         self._seen: set[str] = set()
         self._bar_shown = False
