@@ -174,3 +174,14 @@ def test_python_api_returns_the_tables(cohort, random_module, tmp_path):
     res = ukbmri.run([cohort], tmp_path / "api", eids=[1000001], **_opts(random_module))
     assert isinstance(res.table, pd.DataFrame) and res.table["eid"].tolist() == [1000001]
     assert res.failures.empty and res.exit_code == 0
+
+
+def test_rerun_with_other_inputs_writes_only_this_runs_visits(reference, cohort, random_module, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    res = run([cohort], out, eids=[1000002], **_opts(random_module))
+    assert res.table["eid"].tolist() == [1000002]  # no rows left over from the earlier, larger run
+    assert res.manifest["stages"]["body"] == {"planned": 1, "reused": 1, "computed": 0, "failed": 0}
+    ref = pd.read_parquet(reference / "participants.parquet").set_index("eid")
+    assert res.table.set_index("eid").loc[1000002, "weight_kg"] == ref.loc[1000002, "weight_kg"]
+    assert res.failures.empty
