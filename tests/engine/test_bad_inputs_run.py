@@ -29,6 +29,7 @@ def test_bad_inputs_are_ledger_rows_or_flags_never_guesses(bad_run):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert peak_kb < 2.5 * 1024 * 1024, f"peak memory {peak_kb / 1024:.0f} MB"
+    print(f"bad-input cohort: {len(cases)} cases, peak RSS {peak_kb / 1024:.0f} MB")
     table = pd.read_csv(out / "participants.csv")
     fails = pd.read_csv(out / "failures.csv", dtype=str, keep_default_na=False)
     report = (out / "report.md").read_text() + (out / "report.html").read_text()
