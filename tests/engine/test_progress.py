@@ -27,10 +27,10 @@ def test_log_lines_every_interval_with_counts_and_rate(monkeypatch):
         p(ProgressEvent(100, done, done // 10, 0, "body"))
     lines = out.getvalue().splitlines()
     assert len(lines) == 2  # at 0 s and at 30 s, nothing in between
-    assert lines[1].startswith("run: 30/100 done (3 failed, 0 reused), 60.0/min, ETA 1:10")
+    assert lines[1].startswith("run: 30/100 jobs done (3 failed, 0 reused), 60.0 jobs/min, ETA 1:10")
     clock.t = 200.0
     p(ProgressEvent(100, 100, 10, 0, "liver"))  # the end always prints
-    assert out.getvalue().splitlines()[-1].startswith("run: 100/100 done (10 failed")
+    assert out.getvalue().splitlines()[-1].startswith("run: 100/100 jobs done (10 failed")
 
 
 def test_live_bar_redraws_in_place_and_warnings_print_once_above_it():

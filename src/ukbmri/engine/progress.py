@@ -68,8 +68,8 @@ class ConsoleProgress:
         rate = computed / elapsed if elapsed > 0 else 0.0
         left = e.total - e.done
         eta = f", ETA {_hms(left / rate)}" if rate > 0 and left > 0 else ""
-        return (f"{self.label}: {e.done}/{e.total} done ({e.failed} failed, {e.reused} reused), "
-                f"{rate * 60:.1f}/min{eta}")
+        return (f"{self.label}: {e.done}/{e.total} jobs done ({e.failed} failed, {e.reused} reused), "
+                f"{rate * 60:.1f} jobs/min{eta}")
 
     def _draw(self) -> None:
         e = self._event
