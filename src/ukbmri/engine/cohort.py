@@ -98,9 +98,6 @@ class Cohort:
         return Cohort(keep, anomalies, self.ignored if index == 0 else Counter(),
                       self.filtered_out + len(self.visits) - len(keep))
 
-    def fields(self) -> Counter:
-        return Counter(f for v in self.visits for f in v.inputs)
-
     @classmethod
     def discover(
         cls,

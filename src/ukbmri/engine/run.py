@@ -140,31 +140,7 @@ def liver_weight_paths(paths: Sequence[Path] | None) -> dict[str, Path]:
             log.warning("no bundled liver weights found: only the physics fit will run")
             return {}
         paths = [root]
-    resolve = getattr(liver_nets, "resolve_liver_weights", None)
-    if resolve is not None:
-        return dict(resolve(list(paths)))
-    from ukbmri.errors import ModuleError
-
-    out: dict[str, Path] = {}
-    for p in map(Path, paths):
-        for kind in ("teacher", "student"):
-            if (p / kind / "model.json").is_file():
-                out[kind] = p / kind
-        if (p / "model.json").is_file():
-            import json
-
-            out[json.loads((p / "model.json").read_text(encoding="utf-8")).get("kind", "teacher")] = p
-    if not out:
-        raise ModuleError("no liver network found", path=paths[0], expected="teacher/ and/or student/ weights")
-    return out
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return dict(liver_nets.resolve_liver_weights(list(paths)))
 
 
 def _precision(opts: RunOptions) -> str:
@@ -223,12 +199,11 @@ def run(
     output in use) and :class:`KeyboardInterrupt` when interrupted (the store keeps
     every finished job; a re-run resumes).
     """
-    opts = RunOptions(**{k: (tuple(map(Path, v)) if k in ("modules", "liver_weights") and v is not None
-                             and not isinstance(v, (str, Path)) else v) for k, v in options.items()})
-    if isinstance(opts.modules, (str, Path)):
-        opts = replace(opts, modules=(Path(opts.modules),))
-    if isinstance(opts.liver_weights, (str, Path)):
-        opts = replace(opts, liver_weights=(Path(opts.liver_weights),))
+    for key in ("modules", "liver_weights"):  # one path or many, as tuples of Paths
+        v = options.get(key)
+        if v is not None:
+            options[key] = (Path(v),) if isinstance(v, (str, os.PathLike)) else tuple(map(Path, v))
+    opts = RunOptions(**options)
     out = Path(out)
     inputs = [Path(p) for p in inputs]
     check_writable(out)
@@ -332,13 +307,12 @@ def _execute(plan, stages, store: ResultStore, out: Path, opts: RunOptions, prog
             pairs = _pair(by_label[outcome.input], outcome)
             store.add_many([Record.of(j.stage, j.eid, j.instance, j.fingerprint, r) for j, r in pairs])
             for job, res in pairs:
-                rec = store.get(job.stage, job.eid, job.instance)
                 for w in res.warnings:
                     log.warning("%s: %s", Path(job.label).name, w)
                 counts[job.stage]["computed"] += 1
-                counts[job.stage]["failed"] += rec.status == "failed"
+                counts[job.stage]["failed"] += not res.ok
                 state["done"] += 1
-                state["failed"] += rec.status == "failed"
+                state["failed"] += not res.ok
                 emit(job.stage)
     except KeyboardInterrupt:
         interrupted = True

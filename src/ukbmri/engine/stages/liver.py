@@ -139,14 +139,14 @@ class LiverStage:
         cells: dict[str, Any] = {}
         flags: list[str] = []
         failures = []
-        zips = {}
+        zips, echoes = {}, {}
         for fld, path in sorted(job.inputs.items()):
             proto = PROTOCOL[fld]
             cells[f"{proto}_zip"] = path.name
             try:
                 cells[f"{proto}_input_sha256"] = sha256_file(path)
                 z = read_zip(path, expect_field=fld)
-                _check_input(z, path)
+                echoes[fld] = _checked_echoes(z, path)
                 zips[fld] = z
             except Exception as exc:  # noqa: BLE001 - recorded; the other protocol goes on
                 failures.append(failure_from_exception(path, f"liver-read-{fld}", exc))
@@ -156,7 +156,7 @@ class LiverStage:
         for fld, z in zips.items():
             proto = PROTOCOL[fld]
             try:
-                physics[fld] = self._physics(z, job, workdir)
+                physics[fld] = self._physics(echoes[fld], fld, job, workdir)
             except Exception as exc:  # noqa: BLE001
                 failures.append(failure_from_exception(z.path, f"liver-physics-{fld}", exc))
                 flags.append(f"liver_{proto}_physics_failed")
@@ -173,7 +173,7 @@ class LiverStage:
                          liver_fat_physics_ci95_high=hi, liver_r2star_physics_per_s=_num(res.r2star_per_s),
                          liver_r2star_physics_ci95_low=rlo, liver_r2star_physics_ci95_high=rhi,
                          physics_source_field=fld, liver_roi_voxels=int(res.n_voxels))
-            flags.extend(getattr(res, "flags", ()))
+            flags.extend(res.flags)
         if 20203 in physics and 20254 in physics:
             flags.extend(_cross_check(physics[20203], physics[20254]))
 
@@ -196,7 +196,7 @@ class LiverStage:
             cells.update(values)
             cells[f"{net.kind}_weights_fingerprint"] = net.fingerprint
             flags.extend(net_flags)
-            trusted = headline is not None and "liver_roi_unreliable" not in getattr(headline[1], "flags", ())
+            trusted = headline is not None and "liver_roi_unreliable" not in headline[1].flags
             lo, hi = values.get(f"liver_fat_{net.kind}_ci95_low"), values.get(f"liver_fat_{net.kind}_ci95_high")
             phys = cells.get("liver_fat_physics_percent")
             if trusted and lo is not None and hi is not None and phys is not None and not lo <= phys <= hi:
@@ -209,12 +209,12 @@ class LiverStage:
         row = LiverRow(**{k: v for k, v in cells.items() if k in LiverRow.__dataclass_fields__})
         return JobResult(row.cells(), flags, tuple(failures))
 
-    def _physics(self, z, job: Job, workdir: Path):
-        from ukbmri.physics.liver import liver_fat_from_zip
+    def _physics(self, echoes, fld: int, job: Job, workdir: Path):
+        from ukbmri.physics.liver import liver_fat_from_multiecho
 
-        res = liver_fat_from_zip(z)
+        res = liver_fat_from_multiecho(echoes, device="cpu", protocol=PROTOCOL[fld])
         if self.save_roi:
-            res.save_mask(workdir / "liver_roi" / f"{job.eid}_{job.instance}_{z.field}")
+            res.save_mask(workdir / "liver_roi" / f"{job.eid}_{job.instance}_{fld}")
         return res
 
     def _network(self, ref: NetRef, z) -> tuple[dict[str, Any], list[str]]:
@@ -226,13 +226,9 @@ class LiverStage:
         from ukbmri.preprocess.liver_tensors import gre_tensor, ideal_tensor
 
         net = liver_net(str(ref.path), ref.fingerprint, self.device)
-        flags: list[str] = []
-        try:
-            from ukbmri.infer.liver_nets import liver_input_flags
-        except ImportError:  # pragma: no cover - arrives with the ml4h importer
-            pass
-        else:
-            flags.extend(liver_input_flags(net, z))
+        from ukbmri.infer.liver_nets import liver_input_flags
+
+        flags = list(liver_input_flags(net, z))
         tensor = gre_tensor(z) if ref.kind == "teacher" else ideal_tensor(z)
         mean, var = predict_liver(net, tensor[None], device=self.device)
         k = ref.kind
@@ -245,8 +241,9 @@ class LiverStage:
         return out, flags
 
 
-def _check_input(z, path: Path) -> None:
-    """Blank, constant or noise-only echoes never reach a fit or a network."""
+def _checked_echoes(z, path: Path):
+    """The zip's multi-echo data for the physics fit, built once; blank, constant or noise-only
+    echoes never reach a fit or a network (a QualityCheckError)."""
     import numpy as np
 
     from ukbmri.physics.inputs import multiecho_from_zip
@@ -254,29 +251,26 @@ def _check_input(z, path: Path) -> None:
 
     data = multiecho_from_zip(z)
     raise_if_fatal(check_multiecho(np.abs(np.asarray(data.images)), what=f"field {z.field}"), path=path)
+    return data
 
 
 def _headline(physics: dict):
     """(field, result) giving the headline physics value: a reliable ROI first, GRE before IDEAL."""
     if not physics:
         return None
-    reliable = [f for f in (20203, 20254) if f in physics and "liver_roi_unreliable" not in getattr(physics[f], "flags", ())]
+    reliable = [f for f in (20203, 20254) if f in physics and "liver_roi_unreliable" not in physics[f].flags]
     fld = reliable[0] if reliable else min(physics)
     return fld, physics[fld]
 
 
 def _cross_check(gre, ideal) -> tuple[str, ...]:
-    try:
-        from ukbmri.physics.liver import cross_check
-    except ImportError:  # pragma: no cover - arrives with the liver QC work
-        return ()
+    from ukbmri.physics.liver import cross_check
+
     return tuple(cross_check(gre, ideal))
 
 
 def _ci(res, name: str) -> tuple[float | None, float | None]:
-    ci = getattr(res, name, None)
-    if ci is None:
-        return None, None
+    ci = getattr(res, name)
     return _num(ci[0]), _num(ci[1])
 
 
