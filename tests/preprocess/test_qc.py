@@ -17,15 +17,13 @@ import pytest
 
 from ukbmri.errors import QualityCheckError
 from ukbmri.preprocess import qc
+from ukbmri.infer.plausibility import check_predictions, clip_to_physical, physical_bounds
 from ukbmri.preprocess.qc import (
     FLAGS,
     QcFinding,
     check_body_image,
     check_body_volumes,
     check_multiecho,
-    check_predictions,
-    clip_to_physical,
-    physical_bounds,
     raise_if_fatal,
 )
 from ukbmri.types import Volume

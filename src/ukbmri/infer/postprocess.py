@@ -98,13 +98,13 @@ def normal_interval(
 def physical_predictions(module, mean: np.ndarray, var: np.ndarray, level: float = 0.95):
     """Intervals, QC flags and physically bounded values of ``(N, T)`` predictions.
 
-    Runs :func:`~ukbmri.preprocess.qc.check_predictions` on the raw means and
+    Runs :func:`~ukbmri.infer.plausibility.check_predictions` on the raw means and
     :func:`normal_interval` ends, then clips means and ends of every target into
-    its physical range (:func:`~ukbmri.preprocess.qc.clip_to_physical`). Returns
+    its physical range (:func:`~ukbmri.infer.plausibility.clip_to_physical`). Returns
     ``(mean, lo, hi, findings)``: three float64 ``(N, T)`` arrays and one list of
     :class:`~ukbmri.preprocess.qc.QcFinding` per participant (see ``docs/qc_flags.md``).
     """
-    from ukbmri.preprocess.qc import check_predictions, clip_to_physical
+    from ukbmri.infer.plausibility import check_predictions, clip_to_physical
 
     mean = np.atleast_2d(np.asarray(mean, dtype=np.float64))
     lo, hi = normal_interval(mean, np.atleast_2d(np.asarray(var, dtype=np.float64)), level)
