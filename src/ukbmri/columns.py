@@ -43,12 +43,13 @@ _HEAD = [
 
 _LIVER = [
     ("liver_fat_physics_percent", "%", "liver proton density fat fraction (PDFF), headline physics value", "22402",
-     "multi-peak fat + single-R2* fit of the echoes, median in the automatic liver ROI; from 20203 (GRE) when its "
+     "multi-peak fat + single-R2* fit of the pooled (noise-corrected mean power) signal of the automatic liver ROI; "
+     "from 20203 (GRE) when its "
      "ROI is reliable, else 20254 (IDEAL); physics_source_field says which"),
     ("liver_fat_physics_ci95_low", "%", "95 % interval of the physics PDFF, lower end", "",
-     "from the ROI's voxel distribution and the fit noise"),
+     "delete-a-block jackknife of the pooled fit over the ROI, noise-level sensitivity and a model-error SD"),
     ("liver_fat_physics_ci95_high", "%", "95 % interval of the physics PDFF, upper end", "", "as above"),
-    ("liver_r2star_physics_per_s", "1/s", "liver R2* (iron), physics fit", "", "median R2* in the liver ROI"),
+    ("liver_r2star_physics_per_s", "1/s", "liver R2* (iron), physics fit", "", "as the PDFF, same fit"),
     ("liver_r2star_physics_ci95_low", "1/s", "95 % interval of R2*, lower end", "", "as for PDFF"),
     ("liver_r2star_physics_ci95_high", "1/s", "95 % interval of R2*, upper end", "", "as for PDFF"),
     ("physics_source_field", "", "the field (20203 or 20254) the headline physics values come from", "", ""),

@@ -127,5 +127,52 @@ def test_case12_liver_on_every_slice(real_data_dir, tmp_path):
     assert (per_slice > 500).sum() >= 2
     assert np.nonzero(roi)[1].mean() < 110  # the liver is on the image's left
     liver = json.loads((tmp_path / "12_summary.json").read_text())["liver"]
-    assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0  # measured 0.44 %, 28 /s
+    assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0  # measured 0.47 %, 28 /s
     assert liver["flags"] == []
+    # >= 95 % of the ROI inside the liver: coarse liver outlines drawn by hand on the first
+    # echo (row, column vertices; they stay inside the organ's visible edge)
+    from matplotlib.path import Path as Polygon
+
+    outlines = {
+        0: [(30, 40), (28, 100), (45, 110), (95, 110), (120, 90), (128, 55), (112, 28), (70, 22), (40, 30)],
+        1: [(35, 40), (32, 100), (45, 110), (95, 110), (120, 90), (130, 55), (115, 30), (70, 25), (45, 30)],
+        2: [(38, 45), (35, 85), (45, 97), (100, 100), (120, 85), (125, 55), (110, 38), (70, 37), (50, 40)],
+    }
+    for z, poly in outlines.items():
+        pts = np.argwhere(roi[:, :, z])
+        if len(pts):
+            assert Polygon(poly).contains_points(pts).mean() >= 0.95, z  # measured 1.00 on every slice
+
+
+@pytest.mark.slow
+def test_case12_reference_reads_the_noise_biased_signal_fat_fraction(real_data_dir):
+    """Why case 12 reads ~0.5 % here and 2.1-2.3 % in the published graph-cut separation.
+
+    The graph-cut output has complex W and F with independent phases; |F| / (|W| + |F|) of
+    such a fit is biased upwards by the noise at low fat. Computing that quantity in our
+    ROI (W, F unconstrained at our field map and R2*) reproduces the published value,
+    while the phase-constrained fat fraction stays low.
+    """
+    from ukbmri.physics.liver_slices import liver_fat_slices, right_direction_for
+    from ukbmri.physics.spectrum import SIX_PEAK, fat_phasor
+
+    path = real_data_dir / "12.mat"
+    if not path.is_file():
+        pytest.skip("12.mat is not present")
+    data, mask = read_ismrm(path)
+    m = default_mask(data) & mask
+    maps = fit_complex(data, mask=m)
+    lv = liver_fat_slices(data, maps, right_direction=right_direction_for("image-left"))
+    c = fat_phasor(data.te_s, data.field_strength_t, SIX_PEAK)
+    basis = np.stack([np.ones_like(c), c], axis=1)
+    for z in range(data.shape[2]):
+        r = lv.roi[:, :, z]
+        if r.sum() < 500:
+            continue
+        s = data.images[:, :, z][r]
+        psi, r2 = maps.b0_hz[:, :, z][r], maps.r2star_per_s[:, :, z][r]
+        demod = s * np.exp(-2j * np.pi * psi[:, None] * data.te_s) * np.exp(r2[:, None] * data.te_s)
+        w, f = np.linalg.lstsq(basis, demod.T, rcond=None)[0]
+        signal_ff = np.median(np.abs(f) / (np.abs(w) + np.abs(f))) * 100
+        assert 1.5 <= signal_ff <= 2.6, (z, signal_ff)  # measured 1.8, 1.9, 2.1 %; published 2.1-2.3 %
+        assert lv.slices[z].pdff_percent < signal_ff - 0.8  # ours: 0.4-0.9 %

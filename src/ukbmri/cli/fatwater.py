@@ -158,12 +158,12 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
                                  extra_rows=liver_rows)
     for row in res.summary:
         if str(row["region"]).startswith("liver"):
-            if row.get("ff_median_percent") is None or row.get("n_voxels", 0) == 0:
+            if row.get("pdff_percent") is None or row.get("n_voxels", 0) == 0:
                 click.echo(f"{row['region']:>14}: no liver found")
                 continue
-            click.echo(f"{row['region']:>14}: n={row['n_voxels']}  PDFF {row['ff_median_percent']:.2f} % "
-                       f"[{row['ff_ci95_low_percent']:.2f}, {row['ff_ci95_high_percent']:.2f}]  R2* "
-                       f"{row['r2star_median_per_s']:.1f} /s [{row['r2star_ci95_low_per_s']:.1f}, "
+            click.echo(f"{row['region']:>14}: n={row['n_voxels']}  PDFF {row['pdff_percent']:.2f} % "
+                       f"[{row['pdff_ci95_low_percent']:.2f}, {row['pdff_ci95_high_percent']:.2f}]  R2* "
+                       f"{row['r2star_per_s']:.1f} /s [{row['r2star_ci95_low_per_s']:.1f}, "
                        f"{row['r2star_ci95_high_per_s']:.1f}]  {row.get('liver_flags') or ''}")
             continue
         click.echo(

@@ -8,12 +8,13 @@
 2. **ROI**: :func:`ukbmri.physics.liver_roi.find_liver_roi` (patient right from the DICOM
    geometry).
 3. **Values**: the magnitude fit (multi-peak fat, single R2*, water-dominant branch,
-   Rician noise floor with the noise level estimated from the background) inside the ROI;
-   the median PDFF and R2* are the headline numbers. The complex-fit medians in the same
-   ROI are kept for QC.
-4. **Intervals and QC**: 95 % intervals of the medians
-   (:func:`ukbmri.physics.liver_noise.median_interval`, spatially correlated voxels) and
-   QC flags (:mod:`ukbmri.physics.liver_flags`, documented in ``docs/liver_qc.md``).
+   Rician noise floor with the noise level estimated from the background) of the ROI's
+   pooled (mean magnitude) signal is the headline PDFF and R2*
+   (:mod:`ukbmri.physics.liver_pooled`); the voxel-wise fit in the ROI gives the voxel
+   statistics (``summary``) and the homogeneity QC; the complex-fit median in the same ROI
+   is kept for QC.
+4. **Intervals and QC**: 95 % intervals from the spread of the fits of spatial blocks of
+   the ROI (batch means) and QC flags (:mod:`ukbmri.physics.liver_flags`, documented in ``docs/liver_qc.md``).
    No liver: :class:`~ukbmri.errors.LiverNotFoundError`.
 """
 
@@ -31,6 +32,7 @@ from ukbmri.io.atomic import save_npy
 from ukbmri.physics.liver_flags import cross_check, roi_flags
 from ukbmri.physics.liver_noise import median_interval
 from ukbmri.physics.liver_noise import noise_sigma as estimate_sigma
+from ukbmri.physics.liver_pooled import pooled_liver_fit
 from ukbmri.physics.liver_roi import LiverSummary, find_liver_roi, liver_summary
 from ukbmri.physics.magnitude import fit_magnitude
 from ukbmri.physics.multiecho import FatWaterMaps, MultiEcho, default_mask
@@ -49,9 +51,11 @@ log = logging.getLogger(__name__)
 class LiverPhysicsResult:
     """Liver PDFF / R2* of one acquisition (the ROI medians of ``summary``) and the ROI they come from."""
 
-    summary: LiverSummary
+    summary: LiverSummary  #: voxel-wise statistics in the ROI (medians, means, SDs)
     mask: np.ndarray = field(repr=False)  #: (x, y) bool ROI
     background: np.ndarray = field(repr=False)  #: (x, y) first-echo magnitude, for the overlay
+    pdff_percent: float = float("nan")  #: headline PDFF: fit of the ROI's pooled signal
+    r2star_per_s: float = float("nan")  #: headline R2*: fit of the ROI's pooled signal
     complex_pdff_percent: float | None = None
     complex_r2star_per_s: float | None = None
     roi_maps: str = ""  #: "complex" or "magnitude" (what found the liver)
@@ -61,14 +65,6 @@ class LiverPhysicsResult:
     flags: tuple[str, ...] = ()  #: QC flags (docs/liver_qc.md); empty when fine
     protocol: str = ""  #: "gre" (20203), "ideal" (20254) or "" (other)
     qc: dict = field(default_factory=dict, repr=False)  #: the numbers behind the flags
-
-    @property
-    def pdff_percent(self) -> float:
-        return self.summary.pdff_percent
-
-    @property
-    def r2star_per_s(self) -> float:
-        return self.summary.r2star_per_s
 
     @property
     def n_voxels(self) -> int:
@@ -117,17 +113,26 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     values = fit_magnitude(d1, mask=roi.reshape(d1.shape), device=device, noise_sigma=sigma)
     summ = liver_summary(values, roi)
     roi2 = np.asarray(roi, dtype=bool).reshape(d1.shape)[:, :, 0]
-    ff2, r22 = np.asarray(values.ff_percent)[:, :, 0], np.asarray(values.r2star_per_s)[:, :, 0]
-    _, plo, phi = median_interval(ff2, roi2, floor_sd=PDFF_MODEL_SD)
-    _, rlo, rhi = median_interval(r22, roi2, relative_floor=R2STAR_MODEL_REL_SD)
+    pooled = pooled_liver_fit(d1, roi2, sigma, pdff_model_sd=PDFF_MODEL_SD,
+                              r2star_model_rel_sd=R2STAR_MODEL_REL_SD, device=device)
+    pdff, r2s = pooled.pdff_percent, pooled.r2star_per_s
+    (plo, phi), (rlo, rhi) = pooled.pdff_ci95, pooled.r2star_ci95
+    if not (np.isfinite(pdff) and np.isfinite(r2s)):  # the pooled fit failed: voxel medians
+        ff2, r22 = np.asarray(values.ff_percent)[:, :, 0], np.asarray(values.r2star_per_s)[:, :, 0]
+        pdff, plo, phi = median_interval(ff2, roi2, floor_sd=PDFF_MODEL_SD)
+        r2s, rlo, rhi = median_interval(r22, roi2, relative_floor=R2STAR_MODEL_REL_SD)
     c_pdff = c_r2 = None
+    c_ci = (float("nan"), float("nan"))
     if m1.method == "complex":
-        cs = liver_summary(m1, roi)
-        c_pdff, c_r2 = cs.pdff_percent, cs.r2star_per_s
-    flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=summ.pdff_percent, pdff_ci=(plo, phi),
-                          complex_pdff=c_pdff, spacing=sp[:2])
+        c_pdff, clo, chi = median_interval(np.asarray(m1.ff_percent)[:, :, 0], roi2, floor_sd=PDFF_MODEL_SD)
+        c_r2 = liver_summary(m1, roi).r2star_per_s
+        c_ci = (clo, chi)
+    flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=pdff, pdff_ci=(plo, phi),
+                          complex_pdff=c_pdff, complex_ci=c_ci, spacing=sp[:2])
+    qc.update(voxel_median_pdff=summ.pdff_percent, voxel_median_r2star=summ.r2star_per_s, pooled_blocks=pooled.blocks)
     return LiverPhysicsResult(
         summary=summ, mask=roi2, background=np.abs(d1.images[:, :, 0, 0]).astype(np.float32),
+        pdff_percent=float(pdff), r2star_per_s=float(r2s),
         complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=m1.method, source=data.source,
         pdff_ci95=(float(max(plo, 0.0)), float(min(phi, 100.0))), r2star_ci95=(float(max(rlo, 0.0)), float(rhi)),
         flags=flags,

@@ -24,8 +24,9 @@ MIN_LIVER_INSCRIBED_MM = 20.0
 MAX_POSTERIOR = 0.2
 #: fewest ROI voxels for a usable median
 MIN_ROI_VOXELS = 50
-#: the PDFF interval's half-width above which the value is not trusted (pp)
-MAX_PDFF_HALF_WIDTH = 1.0
+#: the PDFF interval's half-width above which the value is not trusted (pp): the accuracy a liver value
+#: is meant to have (issue 12: within 1.5 pp)
+MAX_PDFF_HALF_WIDTH = 1.5
 #: ROI voxel spread allowed above the noise (real tissue heterogeneity), pp
 HETEROGENEITY_PP = 2.0
 #: fit residual allowed, as a multiple of the noise
@@ -47,7 +48,8 @@ FLAG_RULES = {
     "liver_roi_heterogeneous": f"ROI robust SD of PDFF > 3 x its Cramer-Rao SD + {HETEROGENEITY_PP:g} pp",
     "liver_fit_residual_high": f"median ROI fit residual > {MAX_RESIDUAL_RATIO:g} x the noise",
     "liver_pdff_imprecise": f"95 % interval of the PDFF wider than +-{MAX_PDFF_HALF_WIDTH:g} pp",
-    "liver_fit_methods_disagree": f"complex and magnitude PDFF in the ROI differ by > {MAX_METHOD_DIFF_PP:g} pp",
+    "liver_fit_methods_disagree": f"complex (voxel median) and magnitude (pooled) PDFF in the ROI differ by > "
+                                  f"max({MAX_METHOD_DIFF_PP:g} pp, 1.96 x the SD of their difference)",
     "liver_gre_ideal_disagree": "GRE and IDEAL PDFF (or R2*) differ beyond the allowed difference plus intervals",
     "liver_gre_ideal_incomplete": "one of the two results is missing or already unreliable",
     "liver_not_found": "summary rows of fatwater --liver for slices (or inputs) where LiverNotFoundError was raised",
@@ -56,7 +58,7 @@ FLAG_RULES = {
 
 def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | None, *, pdff: float,
               pdff_ci: tuple[float, float], complex_pdff: float | None,
-              spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
+              complex_ci: tuple[float, float] = (float("nan"), float("nan")), spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
     """Flags and the QC numbers behind them for one slice's ROI (see ``docs/liver_qc.md``)."""
     from ukbmri.physics.liver_noise import crlb_sd
 
@@ -98,8 +100,11 @@ def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | No
     if not np.isfinite(half) or half > MAX_PDFF_HALF_WIDTH:
         flags.append("liver_pdff_imprecise")
     if complex_pdff is not None:
+        # both values carry sampling noise: the complex median's interval counts as well
         qc["complex_minus_magnitude_pp"] = float(complex_pdff - pdff)
-        if abs(complex_pdff - pdff) > max(MAX_METHOD_DIFF_PP, 2.0 * half):
+        s_c = _sd_from_ci(complex_ci) if np.all(np.isfinite(complex_ci)) else 0.0
+        allowed = max(MAX_METHOD_DIFF_PP, 1.96 * math.hypot(half / 1.96, s_c))
+        if not np.isfinite(complex_pdff) or abs(complex_pdff - pdff) > allowed:
             flags.append("liver_fit_methods_disagree")
     if flags:
         flags.insert(0, UNRELIABLE)

@@ -13,9 +13,13 @@
    fraction below ``ff_sd_max``; organ boundaries are not homogeneous),
    eroded by ``split_mm`` (breaks thin bridges to other organs), connected components of
    at least ``min_area_mm2``.
-4. **Choice**: among components on the patient's right (the side given by
-   ``right_direction``, or derived from ``affine_lps``) the one with the largest
-   area x distance to the right of the body centre; without orientation the largest.
+4. **Choice**: the component with the largest area on the patient's right (the side given
+   by ``right_direction``, or derived from ``affine_lps``) times a thickness factor
+   (inscribed radius / 20 mm, at most 1: muscle is a thin band), among those with at
+   least ``min_area_mm2`` on the right and, when the geometry is known, whose centre is
+   not more than ``max_posterior`` body radii posterior of the body centre (kidneys and
+   paraspinal muscles); when none qualifies, the best of all (and QC flags it).
+   Without orientation: the largest x thickness.
    Its anchor is the point deep inside it and far to the right; the liver is the tissue
    that resembles the anchor's neighbourhood (``anchor_mm``; water signal, R2* and fat
    fraction within max(4 MAD, a floor) of their medians) connected to the anchor (this
@@ -38,6 +42,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ukbmri.errors import LiverInputError, LiverNotFoundError
+from ukbmri.physics.liver_flags import MAX_POSTERIOR
 from ukbmri.physics.multiecho import FatWaterMaps
 
 __all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction"]
@@ -77,6 +82,14 @@ def patient_right_direction(affine_lps: np.ndarray) -> np.ndarray:
         raise LiverInputError("the slice has no left-right extent", expected="an axial-like slice",
                               found=a.tolist())
     return d / n
+
+
+def posterior_direction(affine_lps: np.ndarray) -> np.ndarray | None:
+    """Unit 2-vector in ``(x, y)`` index space pointing posterior (LPS +y); ``None`` for a coronal slice."""
+    a = np.asarray(affine_lps, dtype=float)[:3, :2]
+    d = a[1, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
+    n = np.linalg.norm(d)
+    return d / n if n > 1e-9 else None
 
 
 def _disk(radius_px: tuple[float, float]) -> np.ndarray:
@@ -119,6 +132,7 @@ def find_liver_roi(
     vessel_window_mm: float = 20.0,
     vessel_tolerance: float = 0.12,
     min_voxels: int = 20,
+    max_posterior: float = MAX_POSTERIOR,
     noise_sigma: float | None = None,
     te_s: np.ndarray | None = None,
     field_strength_t: float = 1.5,
@@ -258,15 +272,23 @@ def find_liver_roi(
     thick = np.clip(inscribed / 20.0, 0.25, 1.0)
     score = area * thick
     if right_direction is not None:
+        # the part of each candidate on the patient's right counts (a liver that reaches across
+        # the midline keeps its right lobe; an organ on the left scores little)
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
-        side = ((com[:, 0] - cx) * sx * rd[0] + (com[:, 1] - cy) * sy * rd[1]) / radius_mm
         xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
         on_right = ((xg - cx) * sx * rd[0] + (yg - cy) * sy * rd[1]) > 0
         area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
-        right = ok & (side > 0.0)
-        ok = right if right.any() else ok
         score = area_r * thick
+        right = ok & (area_r >= min_area_mm2)
+        ok = right if right.any() else ok
+    pdir = posterior_direction(affine_lps) if affine_lps is not None else None
+    if pdir is not None:
+        # kidneys and paraspinal muscles lie posterior; a candidate there is chosen only when
+        # nothing anterior to them qualifies (the choice is then flagged liver_roi_posterior)
+        post_c = ((com[:, 0] - cx) * sx * pdir[0] + (com[:, 1] - cy) * sy * pdir[1]) / radius_mm
+        front = ok & (post_c <= max_posterior)
+        ok = front if front.any() else ok
     if not ok.any():
         raise LiverNotFoundError("no liver-sized region found in the slice",
                                  expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
@@ -351,12 +373,8 @@ def find_liver_roi(
         if right_direction is not None:
             side_l = float(((com_l[0] - cx) * sx * rd[0] + (com_l[1] - cy) * sy * rd[1]) / radius_mm)
         post = None
-        if affine_lps is not None:  # LPS +y: posterior
-            a = np.asarray(affine_lps, dtype=float)[:3, :2]
-            pd_ = a[1, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
-            if np.linalg.norm(pd_) > 1e-9:
-                pd_ = pd_ / np.linalg.norm(pd_)
-                post = float(((com_l[0] - cx) * sx * pd_[0] + (com_l[1] - cy) * sy * pd_[1]) / radius_mm)
+        if pdir is not None:
+            post = float(((com_l[0] - cx) * sx * pdir[0] + (com_l[1] - cy) * sy * pdir[1]) / radius_mm)
         info.update(
             posterior=post,
             region=liver, region_area_mm2=float(liver.sum() * sx * sy),

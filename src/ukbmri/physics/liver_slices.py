@@ -2,7 +2,7 @@
 
 :func:`liver_fat_slices` runs :func:`ukbmri.physics.liver.liver_fat_from_maps` on each slice
 and combines the slices: the overall PDFF (R2*) is the inverse-variance weighted mean of
-the slice medians of the slices not flagged ``liver_roi_unreliable`` (all found slices when
+the slice values (pooled-signal fits, :mod:`ukbmri.physics.liver_pooled`) of the slices not flagged ``liver_roi_unreliable`` (all found slices when
 every one is flagged), its SD ``1 / sqrt(sum w)`` widened by the between-slice scatter
 when that exceeds it (Birge ratio); the 95 % interval is +-1.96 SD.
 """
@@ -56,6 +56,7 @@ class LiverSlices:
                 row.update(n_voxels=0, liver_flags="liver_not_found", liver_error=err)
             else:
                 row.update(_values(r.pdff_percent, r.pdff_ci95, r.r2star_per_s, r.r2star_ci95),
+                           ff_median_percent=r.summary.pdff_percent, r2star_median_per_s=r.summary.r2star_per_s,
                            n_voxels=r.n_voxels, liver_flags=";".join(r.flags))
             out.append(row)
         row = {"region": "liver", "n_voxels": int(self.roi.sum()), "liver_flags": ";".join(self.flags)}
@@ -65,8 +66,8 @@ class LiverSlices:
 
 
 def _values(pdff, pci, r2, rci) -> dict:
-    return {"ff_median_percent": pdff, "ff_ci95_low_percent": pci[0], "ff_ci95_high_percent": pci[1],
-            "r2star_median_per_s": r2, "r2star_ci95_low_per_s": rci[0], "r2star_ci95_high_per_s": rci[1]}
+    return {"pdff_percent": pdff, "pdff_ci95_low_percent": pci[0], "pdff_ci95_high_percent": pci[1],
+            "r2star_per_s": r2, "r2star_ci95_low_per_s": rci[0], "r2star_ci95_high_per_s": rci[1]}
 
 
 def _combine(values: list[float], cis: list[tuple[float, float]]) -> tuple[float, tuple[float, float]]:
