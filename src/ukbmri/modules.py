@@ -40,6 +40,21 @@ from ukbmri.errors import ModuleError
 from ukbmri.io.atomic import staged_folder, write_bytes, write_text
 from ukbmri.models import BACKBONES, build_backbone, resolve_device
 from ukbmri.models.checkpoint import extract_state_dict, infer_backbone, safe_torch_load
+from ukbmri.module_files import (  # the module folder's text files
+    _CALIBRATION_HEADER,
+    _METADATA_HEADER,
+    _STANDARDIZATION_HEADER,
+    CALIBRATION,
+    INPUT_FORMAT,
+    METADATA,
+    MODULE_JSON,
+    SNAPSHOT,
+    STANDARDIZATION,
+    Target,
+)
+from ukbmri.module_files import read_calibration as _read_calibration
+from ukbmri.module_files import read_metadata as _read_metadata
+from ukbmri.module_files import read_standardization as _read_standardization
 
 __all__ = [
     "Target",
@@ -56,33 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SNAPSHOT = "snapshot.pth.tar"
-METADATA = "metadata.txt"
-STANDARDIZATION = "standardization_parameters.txt"
-CALIBRATION = "calibration_factors.txt"
-MODULE_JSON = "module.json"
-#: the only input format so far: MIMIR's (3, 256, 256) uint8 image, fed unscaled
-INPUT_FORMAT = "mimir2d-3x256x256-uint8"
-
-_METADATA_HEADER = "Name,Field,Unit,Divisor"
-_STANDARDIZATION_HEADER = "mean,stdev"
-_CALIBRATION_HEADER = "calibration_factor"
-
-
-@dataclass(frozen=True)
-class Target:
-    """One regression target as listed in ``metadata.txt``.
-
-    ``unit`` is kept verbatim (e.g. ``"L"``, ``"(male = 1)"``, ``"L/m2"``):
-    it goes into the prediction column names. Predictions are divided by
-    ``divisor`` (variances by ``divisor**2``).
-    """
-
-    name: str
-    field: str
-    unit: str
-    divisor: float = 1.0
 
 
 @dataclass
@@ -132,79 +120,6 @@ class InferenceModule:
             f"InferenceModule({self.name!r}, {self.backbone}, {self.n_targets} targets, "
             f"sha256 {self.weights_sha256[:12]})"
         )
-
-
-# -- reading ------------------------------------------------------------------
-def _data_lines(folder: Path, member: str) -> list[str]:
-    """Lines after the header, line endings stripped, blank lines skipped."""
-    path = folder / member
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ModuleError("not a UTF-8 text file", path=folder, member=member) from exc
-    lines = text.splitlines()
-    if not lines:
-        raise ModuleError("empty file (a header line is expected)", path=folder, member=member)
-    return [ln for ln in lines[1:] if ln.strip()]
-
-
-def _number(text: str, folder: Path, member: str, line: int, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ModuleError(
-            f"line {line}: {what} is not a number", path=folder, member=member, found=repr(text)
-        ) from None
-    if not math.isfinite(value):
-        raise ModuleError(f"line {line}: {what} is not finite", path=folder, member=member, found=text)
-    return value
-
-
-def _read_metadata(folder: Path) -> tuple[Target, ...]:
-    targets = []
-    for i, ln in enumerate(_data_lines(folder, METADATA), start=2):
-        parts = ln.split(",")
-        if len(parts) < 4:
-            raise ModuleError(
-                f"line {i}: too few fields",
-                path=folder, member=METADATA, expected="Name,Field,Unit,Divisor", found=repr(ln),
-            )
-        divisor = _number(parts[3], folder, METADATA, i, "Divisor")
-        if divisor == 0:
-            raise ModuleError(f"line {i}: Divisor is zero", path=folder, member=METADATA)
-        targets.append(Target(parts[0], parts[1], parts[2], divisor))
-    return tuple(targets)
-
-
-def _read_standardization(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    means, sds = [], []
-    for i, ln in enumerate(_data_lines(folder, STANDARDIZATION), start=2):
-        parts = ln.split(",")
-        if len(parts) < 2:
-            raise ModuleError(
-                f"line {i}: too few fields",
-                path=folder, member=STANDARDIZATION, expected="mean,stdev", found=repr(ln),
-            )
-        means.append(_number(parts[0], folder, STANDARDIZATION, i, "mean"))
-        sd = _number(parts[1], folder, STANDARDIZATION, i, "stdev")
-        if sd <= 0:
-            raise ModuleError(
-                f"line {i}: stdev must be positive", path=folder, member=STANDARDIZATION, found=sd
-            )
-        sds.append(sd)
-    return np.asarray(means, dtype=np.float64), np.asarray(sds, dtype=np.float64)
-
-
-def _read_calibration(folder: Path) -> np.ndarray:
-    factors = []
-    for i, ln in enumerate(_data_lines(folder, CALIBRATION), start=2):
-        c = _number(ln.split(",")[0], folder, CALIBRATION, i, "calibration factor")
-        if c <= 0:
-            raise ModuleError(
-                f"line {i}: calibration factor must be positive", path=folder, member=CALIBRATION, found=c
-            )
-        factors.append(c)
-    return np.asarray(factors, dtype=np.float64)
 
 
 def load_module(

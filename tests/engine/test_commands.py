@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from ukbmri.cli.main import cli
 from ukbmri.engine.cache import ImageCache
 from ukbmri.engine.run import default_body_modules
-from ukbmri.infer.liver_nets import default_liver_weights
+from ukbmri.infer.liver_weights import default_liver_weights
 
 #: column -> (truth column, largest allowed absolute error) on every participant
 TOLERANCES = {

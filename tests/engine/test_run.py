@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -70,6 +72,19 @@ def test_resume_reuses_and_a_replaced_zip_is_recomputed(reference, cohort, rando
     assert t.loc[1000002, "weight_kg"] == t.loc[1000001, "weight_kg"]
     ref = pd.read_parquet(reference / "participants.parquet").set_index("eid")
     assert t.loc[1000002, "weight_kg"] != ref.loc[1000002, "weight_kg"]
+
+
+def test_resume_with_nothing_to_do_imports_neither_torch_nor_matplotlib(reference, cohort, random_module, tmp_path):
+    """Start-up of a finished run stays cheap: module metadata and liver weights are read without torch."""
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    code = ("import sys; from ukbmri.engine.run import run; "
+            f"r = run([{str(cohort)!r}], {str(out)!r}, modules=[{str(random_module)!r}], allow_demo_weights=True, liver_networks=False); "
+            "print(r.manifest['stages']['body']['computed'], r.manifest['stages']['liver']['computed'], "
+            "'torch' in sys.modules, 'matplotlib' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.stdout.split()[-4:] == ["0", "0", "False", "False"], res.stdout + res.stderr
+    _same_tables(reference, out)
 
 
 def test_workers_and_dask_give_identical_tables(reference, cohort, random_module, tmp_path):

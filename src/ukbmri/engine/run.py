@@ -58,7 +58,7 @@ class RunOptions:
     allow_demo_weights: bool = False
     stages: tuple[str, ...] = STAGES
     device: str = "cpu"
-    precision: str | None = None  #: None: ukbmri.infer.body.DEFAULT_PRECISION
+    precision: str | None = None  #: None: ukbmri.infer.DEFAULT_PRECISION
     workers: int = 1
     backend: str = "local"
     scheduler: str | None = None
@@ -132,23 +132,23 @@ def build_stages(opts: RunOptions) -> list[Stage]:
 
 def liver_weight_paths(paths: Sequence[Path] | None) -> dict[str, Path]:
     """kind -> weights path from ``--liver-weights`` (or the bundled demonstration weights)."""
-    from ukbmri.infer import liver_nets
+    from ukbmri.infer import liver_weights
 
     if paths is None:
-        root = liver_nets.default_liver_weights()
+        root = liver_weights.default_liver_weights()
         if root is None:
             log.warning("no bundled liver weights found: only the physics fit will run")
             return {}
         paths = [root]
-    return dict(liver_nets.resolve_liver_weights(list(paths)))
+    return dict(liver_weights.resolve_liver_weights(list(paths)))
 
 
 def _precision(opts: RunOptions) -> str:
     if opts.precision is not None:
         return opts.precision
-    from ukbmri.infer import body
+    from ukbmri.infer import DEFAULT_PRECISION
 
-    return getattr(body, "DEFAULT_PRECISION", "fp32")
+    return DEFAULT_PRECISION
 
 
 # ---------------------------------------------------------------------------- exclusions

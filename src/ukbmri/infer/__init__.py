@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from ukbmri.infer.postprocess import normal_interval, postprocess, postprocess_arrays  # numpy only
 
+#: the precision used when none is asked for (the engine's default too): channels-last float32,
+#: within 1e-4 relative of exact ``"fp32"`` on ResNet50 raw outputs and ~1.3x faster on CPU
+DEFAULT_PRECISION = "fp32-cl"
+
 __all__ = [
+    "DEFAULT_PRECISION",
     "IMAGE_SHAPE",
     "PRECISIONS",
     "predict_images",

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ukbmri.errors import TensorError
+from ukbmri.infer import DEFAULT_PRECISION  # noqa: F401  (defined without torch, for the engine)
 from ukbmri.infer.postprocess import postprocess
 from ukbmri.models import resolve_device
 from ukbmri.modules import InferenceModule
@@ -66,9 +67,6 @@ PRECISIONS: dict[str, tuple[torch.dtype | None, bool, bool]] = {
     "fp16": (torch.float16, True, False),
 }
 
-#: the precision used when none is asked for (the engine's default too): channels-last float32,
-#: within 1e-4 relative of exact ``"fp32"`` on ResNet50 raw outputs and ~1.3x faster on CPU
-DEFAULT_PRECISION = "fp32-cl"
 
 #: the MIMIR 2D format: W, F and FF channels, 256 x 256
 IMAGE_SHAPE = (3, 256, 256)

@@ -62,7 +62,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -600,25 +599,10 @@ def predict_liver(
     return predict_prepared(net, x, batch_size=batch_size, device=device)
 
 
-def default_liver_weights() -> Path | None:
-    """The bundled demonstration weights folder (``teacher/`` and ``student/`` inside), or None.
-
-    These weights were trained on synthetic phantoms only (model.json
-    ``demonstration_only: true``): not for clinical or UK Biobank use.
-    """
-    try:
-        root = resources.files("ukbmri") / "data" / "liver"
-    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover
-        return None
-    path = Path(str(root))
-    if all((path / k / WEIGHTS).is_file() and (path / k / MODEL_JSON).is_file() for k in KINDS):
-        return path
-    return None
-
-
 # resolving weights paths and flagging inputs live in their own module (re-exported here)
 from ukbmri.infer.liver_weights import (  # noqa: E402
     LIVER_INPUT_FLAGS,
+    default_liver_weights,
     liver_input_flags,
     liver_weights_kind,
     resolve_liver_weights,

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ukbmri.errors import FieldMismatchError, ModuleError
-from ukbmri.models.published import check_not_lfs_pointer
 from ukbmri.preprocess.liver_tensors import GRE_FIELD, gre_echoes, ideal_echoes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +36,7 @@ __all__ = [
     "LIVER_INPUT_FLAGS",
     "liver_weights_kind",
     "resolve_liver_weights",
+    "default_liver_weights",
     "liver_input_flags",
 ]
 
@@ -91,8 +91,10 @@ def liver_weights_kind(path: str | os.PathLike[str]) -> str:
         return kind
     if not path.is_file():
         raise ModuleError("liver weights not found", path=path)
-    check_not_lfs_pointer(path)
     from ukbmri.models.keras_import import keras_liver_kind, read_keras_weights
+    from ukbmri.models.published import check_not_lfs_pointer
+
+    check_not_lfs_pointer(path)
 
     layers, _, _ = read_keras_weights(path)
     return keras_liver_kind(layers, path=path)
@@ -188,3 +190,21 @@ def liver_input_flags(net: LiverNet, z: ZipLike) -> tuple[str, ...]:
         if list(stack.instance_numbers) != list(range(1, len(stack.instance_numbers) + 1)):
             flags.append(FLAG_ECHO_ORDER)
     return tuple(flags)
+
+
+def default_liver_weights() -> Path | None:
+    """The bundled demonstration weights folder (``teacher/`` and ``student/`` inside), or None.
+
+    These weights were trained on synthetic phantoms only (model.json
+    ``demonstration_only: true``): not for clinical or UK Biobank use.
+    """
+    from importlib import resources
+
+    try:
+        root = resources.files("ukbmri") / "data" / "liver"
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover
+        return None
+    path = Path(str(root))
+    if all((path / k / _WEIGHTS).is_file() and (path / k / _MODEL_JSON).is_file() for k in _KINDS):
+        return path
+    return None

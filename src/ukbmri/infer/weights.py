@@ -41,9 +41,9 @@ def fingerprint(path: str | os.PathLike[str]) -> str:
 
 def module_targets(folder: str | os.PathLike[str]):
     """The targets of a module folder from its metadata alone (no weights loaded)."""
-    from ukbmri.modules import _read_metadata
+    from ukbmri.module_files import read_metadata
 
-    return _read_metadata(Path(folder))
+    return read_metadata(Path(folder))
 
 
 def is_demonstration(path: str | os.PathLike[str]) -> bool:
