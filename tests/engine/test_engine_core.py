@@ -92,3 +92,20 @@ def test_tables_roundtrip(tmp_path):
     write_table(df, tmp_path / "t")
     assert sorted(os.listdir(tmp_path)) == ["t.csv", "t.parquet"]
     pd.testing.assert_frame_equal(read_table(tmp_path / "t"), df)
+
+
+def test_body_prefetch_gives_the_same_rows_and_keeps_failures_in_place(cohort, random_module, tmp_path):
+    """Reading the next visit while this one is inferred (GPU default) changes nothing in the results."""
+    from dataclasses import replace
+
+    from ukbmri.engine.stage import Job
+    from ukbmri.engine.stages.body import BodyStage, ModuleRef
+
+    zips = sorted(cohort.glob("*_20201_2_0.zip"))  # two good participants and one truncated zip
+    jobs = [Job("body", int(z.name.split("_")[0]), 2, {20201: z}, "fp") for z in zips]
+    stage = BodyStage((ModuleRef.of(random_module),), allow_demo=True, cache_dir=tmp_path / "cache")
+    plain = stage.run(jobs, tmp_path)
+    ahead = replace(stage, prefetch=2, cache_dir=tmp_path / "cache2").run(jobs, tmp_path)
+    assert [r.cells for r in plain] == [r.cells for r in ahead] and [r.flags for r in plain] == [r.flags for r in ahead]
+    assert plain[-1].cells is None and ahead[-1].failures[0].error == "TruncatedZipError"
+    assert stage._prefetch_depth() == 0  # CPU: no background reader competing with inference

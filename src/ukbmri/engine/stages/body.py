@@ -131,6 +131,7 @@ class BodyStage:
     name: str = "body"
     version: str = VERSION
     batch_size: int = 4
+    prefetch: int | None = None  #: visits prepared ahead of inference; None: 1 on a GPU, else 0
 
     @property
     def fields(self) -> tuple[int, ...]:
@@ -156,35 +157,40 @@ class BodyStage:
 
     # ------------------------------------------------------------------ worker side
     def run(self, jobs: Sequence[Job], workdir: Path) -> list[JobResult]:
-        prepared = [self._prepare(job, workdir) for job in jobs]
-        ready = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared) and p.predict]
-        preds: dict[int, list[Prediction]] = {i: [] for i in ready}
-        extra_flags: dict[int, list[str]] = {i: [] for i in ready}
-        failures: dict[int, list] = {i: [] for i in range(len(jobs))}
-        if ready:
-            images = np.stack([prepared[i].image for i in ready])
-            columns = prediction_columns(self.modules)
-            for ref in self.modules:
-                try:
-                    per_job = self._predict(ref, images, columns)
-                except Exception as exc:  # noqa: BLE001 - one module failing (memory, bad file) spares the others
-                    for i in ready:
-                        failures[i].append(failure_from_exception(str(ref.folder), "body-module", exc))
-                        extra_flags[i].append("body_module_failed")
-                    continue
-                for i, (ps, flags) in zip(ready, per_job):
-                    preds[i].extend(ps)
-                    extra_flags[i].extend(flags)
+        columns = prediction_columns(self.modules)
         results = []
-        for i, (job, p) in enumerate(zip(jobs, prepared)):
+        # read + preprocess the next visits in a background thread while this one is inferred
+        # (one image per forward pass either way, so the numbers are the same with or without)
+        for p in _prefetched(lambda job: self._prepare(job, workdir), jobs, self._prefetch_depth()):
             if isinstance(p, JobResult):
                 results.append(p)
                 continue
-            row = BodyRow(p.stem, p.sha256, tuple(preds.get(i, ())),
-                          self.modules if i in preds else ())
-            flags = tuple(dict.fromkeys([*p.flags, *extra_flags.get(i, ())]))
-            results.append(JobResult(row.cells(), flags, tuple(failures[i]), p.warnings))
+            preds: list[Prediction] = []
+            flags, failures = list(p.flags), []
+            if p.predict:
+                for ref in self.modules:
+                    try:
+                        (ps, fl), = self._predict(ref, p.image[None], columns)
+                    except Exception as exc:  # noqa: BLE001 - one module failing (memory, bad file) spares the others
+                        failures.append(failure_from_exception(str(ref.folder), "body-module", exc))
+                        flags.append("body_module_failed")
+                        continue
+                    preds.extend(ps)
+                    flags.extend(fl)
+            row = BodyRow(p.stem, p.sha256, tuple(preds), self.modules if p.predict else ())
+            results.append(JobResult(row.cells(), tuple(dict.fromkeys(flags)), tuple(failures), p.warnings))
         return results
+
+    def _prefetch_depth(self) -> int:
+        """Visits prepared ahead of inference: 1 on a GPU (the CPU reads while the GPU infers), else 0
+        (on the CPU the worker's cores are busy inferring; another thread would only compete)."""
+        if self.prefetch is not None:
+            return max(int(self.prefetch), 0)
+        if not self.modules or self.device == "cpu":
+            return 0
+        from ukbmri.models import resolve_device
+
+        return 1 if str(resolve_device(self.device)).startswith("cuda") else 0
 
     def _prepare(self, job: Job, workdir: Path):
         from ukbmri.engine.cache import ImageCache
@@ -302,3 +308,26 @@ def _split(findings) -> tuple[list[str], str]:
     flags = list(dict.fromkeys(f.flag for f in findings))
     fatal = "; ".join(f"{f.flag}: {f.detail}" for f in findings if f.fatal)
     return flags, fatal
+
+
+def _prefetched(fn, items: Sequence, depth: int):
+    """``fn(item)`` for each item in order; with ``depth > 0`` up to ``depth`` items ahead are
+    computed in one background thread while the caller works on the current one."""
+    if depth <= 0 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ukbmri-prefetch") as ex:
+        it = iter(items)
+        ahead = deque(ex.submit(fn, item) for _, item in zip(range(depth + 1), it))
+        while ahead:
+            fut = ahead.popleft()
+            nxt = next(it, _END)
+            if nxt is not _END:
+                ahead.append(ex.submit(fn, nxt))
+            yield fut.result()
+
+
+_END = object()
