@@ -75,8 +75,8 @@ def run_tasks(
     stage:
         Stage name recorded in failures (``"preprocess-body"``, ...).
     workers:
-        ``1`` runs in this process; ``> 1`` uses a process pool (spawned
-        processes, so no inherited threads or CUDA state).
+        ``1`` runs in this process; ``> 1`` uses a process pool (forked from a
+        fork server with the heavy modules imported, so no inherited threads or CUDA state).
     backend:
         ``"local"`` or ``"dask"`` (a ``dask.distributed`` cluster at
         ``scheduler``, or a local one with ``workers`` processes when ``None``).
@@ -110,7 +110,7 @@ def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
     pool: the tasks in flight at that moment are recorded as failures (any of them may
     have been the culprit) and the remaining items go on in a fresh pool.
     """
-    ctx = multiprocessing.get_context("spawn")
+    ctx = pool_context()
     workers = min(workers, len(items), os.cpu_count() or 1) or 1
     it = iter(items)
     exhausted = False
@@ -153,6 +153,25 @@ def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
                         submit_next()
             if broken:
                 log.warning("%s: a worker process died; continuing with a fresh pool", stage)
+
+
+#: imported once by the fork server, so that every worker starts with them loaded (a worker
+#: would otherwise spend seconds importing torch and scipy before its first job)
+PRELOAD = ("numpy", "scipy.ndimage", "torch", "ukbmri.engine.execute", "ukbmri.engine.stages.body",
+           "ukbmri.engine.stages.liver", "ukbmri.infer.body", "ukbmri.physics.liver", "ukbmri.preprocess.body")
+
+
+def pool_context():
+    """Process start method: a fork server that has imported :data:`PRELOAD` (POSIX), else spawn.
+
+    Workers forked from the server inherit its imports but no threads, locks or CUDA state of
+    this process (the server never runs torch operations, so no thread pool exists to fork).
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _failed_future(exc: BaseException) -> Future:
