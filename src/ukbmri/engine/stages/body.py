@@ -130,7 +130,7 @@ class BodyStage:
     png_dir: Path | None = None
     name: str = "body"
     version: str = VERSION
-    batch_size: int = 4
+    batch_size: int = 1  #: visits per worker task: 1 balances the workers best (inference is per image anyway)
     prefetch: int | None = None  #: visits prepared ahead of inference; None: 1 on a GPU, else 0
 
     @property
