@@ -72,15 +72,20 @@ def _number(text: str, folder: Path, member: str, line: int, what: str) -> float
     return value
 
 
+def _rows(folder: Path, member: str, expected: str):
+    """``(line number, fields)`` of each data line with at least as many fields as ``expected``."""
+    n = len(expected.split(","))
+    for i, ln in enumerate(_data_lines(folder, member), start=2):
+        parts = ln.split(",")
+        if len(parts) < n:
+            raise ModuleError(f"line {i}: too few fields", path=folder, member=member, expected=expected,
+                              found=repr(ln))
+        yield i, parts
+
+
 def read_metadata(folder: Path) -> tuple[Target, ...]:
     targets = []
-    for i, ln in enumerate(_data_lines(folder, METADATA), start=2):
-        parts = ln.split(",")
-        if len(parts) < 4:
-            raise ModuleError(
-                f"line {i}: too few fields",
-                path=folder, member=METADATA, expected="Name,Field,Unit,Divisor", found=repr(ln),
-            )
+    for i, parts in _rows(folder, METADATA, _METADATA_HEADER):
         divisor = _number(parts[3], folder, METADATA, i, "Divisor")
         if divisor == 0:
             raise ModuleError(f"line {i}: Divisor is zero", path=folder, member=METADATA)
@@ -90,13 +95,7 @@ def read_metadata(folder: Path) -> tuple[Target, ...]:
 
 def read_standardization(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     means, sds = [], []
-    for i, ln in enumerate(_data_lines(folder, STANDARDIZATION), start=2):
-        parts = ln.split(",")
-        if len(parts) < 2:
-            raise ModuleError(
-                f"line {i}: too few fields",
-                path=folder, member=STANDARDIZATION, expected="mean,stdev", found=repr(ln),
-            )
+    for i, parts in _rows(folder, STANDARDIZATION, _STANDARDIZATION_HEADER):
         means.append(_number(parts[0], folder, STANDARDIZATION, i, "mean"))
         sd = _number(parts[1], folder, STANDARDIZATION, i, "stdev")
         if sd <= 0:
