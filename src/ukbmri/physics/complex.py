@@ -41,7 +41,7 @@ from ukbmri.physics.multiecho import FatWaterMaps, MultiEcho, check_mask, ff_fro
 from ukbmri.physics.spatial import select_candidates, unwrap_to_smooth
 from ukbmri.physics.spectrum import SIX_PEAK, FatSpectrum, fat_phasor
 
-__all__ = ["fit_complex", "field_period_hz", "search_candidates"]
+__all__ = ["fit_complex", "field_period_hz", "search_candidates", "SearchGrid"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 SEARCH_R2 = (0.0, 30.0, 60.0, 120.0, 250.0, 500.0)
 #: Default voxel size when the data carry none (mm): typical abdominal in-plane, thicker slices.
 DEFAULT_SPACING = (1.5, 1.5, 5.0)
+#: voxels per block of the grid search on the CPU (its work arrays then stay in the cache)
+SEARCH_BLOCK_CPU = 256
 
 
 def field_period_hz(te_s: np.ndarray) -> float:
@@ -67,35 +69,55 @@ def _bases(te: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, r2: torch.Tenso
     return q
 
 
-def search_candidates(
-    s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, period: float, *, common_phase: bool = True,
-    r2_grid: tuple[float, ...] = SEARCH_R2, psi_step_hz: float = 4.0, n_cand: int = 3,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Local minima of the VARPRO residual over psi for a batch of voxels.
+class SearchGrid:
+    """The grid search of :func:`search_candidates`, its bases built once for many voxel blocks.
 
-    Returns ``psi (N, M)``, normalised residual ``(N, M)`` (``inf`` where there is no
-    further minimum) and the R2* grid value at each minimum ``(N, M)``.
+    Columns of the projection matrix are laid out ``(basis vector, R2*, psi)`` so that the
+    per-grid-point projections are contiguous blocks (no reductions over tiny trailing
+    dimensions); the arithmetic is that of the per-block search, value for value.
     """
-    k = int(min(max(math.ceil(period / psi_step_hz), 32), 512))
-    psi = -period / 2 + period * torch.arange(k, dtype=torch.float64, device=s.device) / k
-    r2 = torch.tensor(r2_grid, dtype=torch.float64, device=s.device)
-    q = _bases(te, c, psi, r2, common_phase)
-    n = te.numel()
-    energy = (s.abs() ** 2).sum(1)
-    if common_phase:
-        qm = q.to(torch.float32).permute(2, 0, 1, 3).reshape(2 * n, -1)  # (2n, K*J*2)
-        st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
-        sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)
-        p = (st @ qm).reshape(-1, k, r2.numel(), 2)
-        qq = (sp @ qm).reshape(-1, k, r2.numel(), 2)
-        pp, q2, pq = (p * p).sum(-1), (qq * qq).sum(-1), (p * qq).sum(-1)
-        proj = 0.5 * (pp + q2) + torch.sqrt((0.5 * (pp - q2)) ** 2 + pq * pq)
-    else:
-        qm = q.to(torch.complex64).permute(2, 0, 1, 3).reshape(n, -1)
-        p = (s.to(torch.complex64) @ qm.conj()).reshape(-1, k, r2.numel(), 2)
-        proj = (p.abs() ** 2).sum(-1)
-    res = (energy.to(torch.float32)[:, None, None] - proj).clamp_min(0.0)
-    res, r2_idx = res.min(dim=2)  # (N, K)
+
+    def __init__(self, te: torch.Tensor, c: torch.Tensor, period: float, *, common_phase: bool = True,
+                 r2_grid: tuple[float, ...] = SEARCH_R2, psi_step_hz: float = 4.0) -> None:
+        k = int(min(max(math.ceil(period / psi_step_hz), 32), 512))
+        dev = te.device
+        self.k, self.period, self.common = k, period, common_phase
+        self.psi = -period / 2 + period * torch.arange(k, dtype=torch.float64, device=dev) / k
+        self.r2 = torch.tensor(r2_grid, dtype=torch.float64, device=dev)
+        self.n = te.numel()
+        q = _bases(te, c, self.psi, self.r2, common_phase)  # (K, J, 2n | n, 2)
+        if common_phase:
+            self.w = q.to(torch.float32).permute(2, 3, 1, 0).reshape(2 * self.n, -1).contiguous()  # (2n, 2 J K)
+        else:
+            self.w = q.to(torch.complex64).conj().permute(2, 3, 1, 0).reshape(self.n, -1).contiguous()
+
+    def __call__(self, s: torch.Tensor, n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, nj = self.k, self.r2.numel()
+        jk = nj * k
+        energy = (s.abs() ** 2).sum(1)
+        e32 = energy.to(torch.float32)
+        if self.common:
+            st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
+            sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)  # the signal times -i
+            p, q = st @ self.w, sp @ self.w  # (N, 2 J K): basis vector 0, then 1
+            p0, p1, q0, q1 = p[:, :jk], p[:, jk:], q[:, :jk], q[:, jk:]
+            # the largest eigenvalue of [[pp, pq], [pq, q2]]: the projection at the best common phase
+            pp = (p0 * p0).add_(p1 * p1)
+            q2 = (q0 * q0).add_(q1 * q1)
+            pq = (p0 * q0).add_(p1 * q1)
+            h = torch.sub(pp, q2).mul_(0.5)
+            h = h.mul_(h).add_(pq.mul_(pq)).sqrt_()
+            proj = pp.add_(q2).mul_(0.5).add_(h)
+        else:
+            z = s.to(torch.complex64) @ self.w  # (N, 2 J K)
+            proj = z[:, :jk].abs() ** 2 + z[:, jk:].abs() ** 2
+        res = torch.rsub(proj, e32[:, None]).clamp_min_(0.0).view(-1, nj, k)
+        res, r2_idx = res.min(dim=1)  # (N, K)
+        return _local_minima(res, r2_idx, self.psi, self.r2, energy, self.period, n_cand)
+
+
+def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
+    k = res.shape[1]
     left, right = torch.roll(res, 1, dims=1), torch.roll(res, -1, dims=1)
     is_min = (res <= left) & (res < right)
     masked = torch.where(is_min, res, torch.full_like(res, math.inf))
@@ -109,6 +131,19 @@ def search_candidates(
     nres = vals.to(torch.float64) / energy.clamp_min(1e-30)[:, None]
     cpsi = torch.where(torch.isfinite(vals), cpsi, torch.full_like(cpsi, math.nan))
     return cpsi, nres, cr2
+
+
+def search_candidates(
+    s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, period: float, *, common_phase: bool = True,
+    r2_grid: tuple[float, ...] = SEARCH_R2, psi_step_hz: float = 4.0, n_cand: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local minima of the VARPRO residual over psi for a batch of voxels.
+
+    Returns ``psi (N, M)``, normalised residual ``(N, M)`` (``inf`` where there is no
+    further minimum) and the R2* grid value at each minimum ``(N, M)``. Many blocks of
+    voxels: build a :class:`SearchGrid` once and call it per block.
+    """
+    return SearchGrid(te, c, period, common_phase=common_phase, r2_grid=r2_grid, psi_step_hz=psi_step_hz)(s, n_cand)
 
 
 class _ComplexModel:
@@ -209,11 +244,11 @@ def fit_complex(
 
     # 1-2: voxel-wise candidates
     cpsi, cres, cr2 = [], [], []
-    search_chunk = chunk if dev != "cpu" else min(chunk, 2048)  # cache-sized blocks on the CPU
+    grid = SearchGrid(te, c, period, common_phase=common_phase, r2_grid=r2_grid, psi_step_hz=psi_step_hz)
+    search_chunk = chunk if dev != "cpu" else min(chunk, SEARCH_BLOCK_CPU)
     for start in range(0, n_vox, search_chunk):
         s = torch.as_tensor(s_all[start:start + search_chunk] / scale, device=dev)
-        p_, r_, q_ = search_candidates(s, te, c, period, common_phase=common_phase, r2_grid=r2_grid,
-                                       psi_step_hz=psi_step_hz)
+        p_, r_, q_ = grid(s)
         cpsi.append(p_.cpu().numpy())
         cres.append(r_.cpu().numpy())
         cr2.append(q_.cpu().numpy())
