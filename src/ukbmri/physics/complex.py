@@ -151,6 +151,54 @@ class _ComplexModel:
 
     def __init__(self, s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, common_phase: bool):
         self.s, self.te, self.c, self.common = s, te, c, common_phase
+        if common_phase:
+            # echo-wise factors of the decay-weighted moments that J^T J is made of
+            t, cc = te, (c.abs() ** 2)
+            self._moments = torch.stack([torch.ones_like(t), c.real, c.imag, cc, t, t * c.real, t * c.imag,
+                                         t * cc, t * t, t * t * c.real, t * t * c.imag, t * t * cc], dim=1)
+            # and of the sums of conj(e) d that J^T r is made of
+            self._grad = torch.stack([torch.ones_like(c), c.conj(), t + 0j, t * c.conj()], dim=1)
+        else:
+            self.normal_equations = None
+
+    def normal_equations(self, x: torch.Tensor, idx: torch.Tensor | None):
+        """``(cost, J^T J, J^T r)`` of the common-phase model without forming the Jacobian.
+
+        With ``e_n = exp((-R2* + i 2 pi psi) t_n + i phi)`` and ``B_n = W + F c_n`` the Jacobian
+        columns are ``e (1, c, i B, 2 pi i t B, -t B)``, so ``J^T J`` needs only sums over echoes
+        of ``|e|^2 = exp(-2 R2* t)`` times powers of ``t`` and ``c``, and ``J^T r`` the sums of
+        ``conj(e) d`` times ``1, conj(c), t, t conj(c)`` (``d`` the complex misfit).
+        """
+        s = self.s if idx is None else self.s[idx]
+        te, c = self.te, self.c
+        w, f, phi, psi, r2 = (x[:, i:i + 1] for i in range(5))
+        e = torch.exp((-r2 + 2j * math.pi * psi) * te) * torch.exp(1j * phi)
+        d = (w + f * c) * e - s
+        cost = (d.real * d.real + d.imag * d.imag).sum(1)
+        m = torch.exp(-2.0 * r2 * te) @ self._moments  # (k, 12)
+        m1, mcr, mci, mcc, mt, mtcr, mtci, mtcc, mtt, mttcr, mttci, mttcc = m.unbind(1)
+        w, f = w[:, 0], f[:, 0]
+        two_pi = 2.0 * math.pi
+        q0 = w * w * m1 + 2 * w * f * mcr + f * f * mcc  # sum |e|^2 |B|^2
+        q1 = w * w * mt + 2 * w * f * mtcr + f * f * mtcc  # ... t
+        q2 = w * w * mtt + 2 * w * f * mttcr + f * f * mttcc  # ... t^2
+        zero = torch.zeros_like(m1)
+        a13, a23 = -f * mci, w * mci
+        a14, a24 = -two_pi * f * mtci, two_pi * w * mtci
+        a15, a25 = -(w * mt + f * mtcr), -(w * mtcr + f * mtcc)
+        a34, a44, a55 = two_pi * q1, two_pi * two_pi * q2, q2
+        jtj = torch.stack([
+            m1, mcr, a13, a14, a15,
+            mcr, mcc, a23, a24, a25,
+            a13, a23, q0, a34, zero,
+            a14, a24, a34, a44, zero,
+            a15, a25, zero, zero, a55,
+        ], dim=1).reshape(-1, 5, 5)
+        v = (e.conj() * d) @ self._grad  # (k, 4): sums of v, conj(c) v, t v, t conj(c) v
+        p0 = w * v[:, 2] + f * v[:, 3]
+        grad = torch.stack([v[:, 0].real, v[:, 1].real, (w * v[:, 0] + f * v[:, 1]).imag,
+                            two_pi * p0.imag, -p0.real], dim=1)
+        return cost, jtj, grad
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor | None):
         s = self.s if idx is None else self.s[idx]
