@@ -92,6 +92,16 @@ class SearchGrid:
             self.w = q.to(torch.complex64).conj().permute(2, 3, 1, 0).reshape(self.n, -1).contiguous()
 
     def __call__(self, s: torch.Tensor, n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidates of the voxels ``s`` ``(N, n)``: see :func:`search_candidates`."""
+        return self.candidates(*self.curve(s), n_cand)
+
+    def candidates(self, res: torch.Tensor, r2_idx: torch.Tensor, energy: torch.Tensor,
+                   n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidates from residual curves of :meth:`curve` (any number of voxels at once)."""
+        return _local_minima(res, r2_idx, self.psi, self.r2, energy, self.period, n_cand)
+
+    def curve(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residual over psi (minimum over R2*) ``(N, K)`` float32, its R2* grid index and the energy."""
         k, nj = self.k, self.r2.numel()
         jk = nj * k
         energy = (s.abs() ** 2).sum(1)
@@ -113,7 +123,7 @@ class SearchGrid:
             proj = z[:, :jk].abs() ** 2 + z[:, jk:].abs() ** 2
         res = torch.rsub(proj, e32[:, None]).clamp_min_(0.0).view(-1, nj, k)
         res, r2_idx = res.min(dim=1)  # (N, K)
-        return _local_minima(res, r2_idx, self.psi, self.r2, energy, self.period, n_cand)
+        return res, r2_idx, energy
 
 
 def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
@@ -172,10 +182,12 @@ class _ComplexModel:
         s = self.s if idx is None else self.s[idx]
         te, c = self.te, self.c
         w, f, phi, psi, r2 = (x[:, i:i + 1] for i in range(5))
-        e = torch.exp((-r2 + 2j * math.pi * psi) * te) * torch.exp(1j * phi)
+        dec = torch.exp(-r2 * te)
+        theta = (2.0 * math.pi) * psi * te + phi
+        e = torch.complex(dec * torch.cos(theta), dec * torch.sin(theta))
         d = (w + f * c) * e - s
         cost = (d.real * d.real + d.imag * d.imag).sum(1)
-        m = torch.exp(-2.0 * r2 * te) @ self._moments  # (k, 12)
+        m = (dec * dec) @ self._moments  # (k, 12)
         m1, mcr, mci, mcc, mt, mtcr, mtci, mtcc, mtt, mttcr, mttci, mttcc = m.unbind(1)
         w, f = w[:, 0], f[:, 0]
         two_pi = 2.0 * math.pi
@@ -294,12 +306,16 @@ def fit_complex(
     cpsi, cres, cr2 = [], [], []
     grid = SearchGrid(te, c, period, common_phase=common_phase, r2_grid=r2_grid, psi_step_hz=psi_step_hz)
     search_chunk = chunk if dev != "cpu" else min(chunk, SEARCH_BLOCK_CPU)
+    curves = []
     for start in range(0, n_vox, search_chunk):
         s = torch.as_tensor(s_all[start:start + search_chunk] / scale, device=dev)
-        p_, r_, q_ = grid(s)
-        cpsi.append(p_.cpu().numpy())
-        cres.append(r_.cpu().numpy())
-        cr2.append(q_.cpu().numpy())
+        curves.append(grid.curve(s))
+        if len(curves) * search_chunk >= chunk or start + search_chunk >= n_vox:
+            p_, r_, q_ = grid.candidates(*(torch.cat(v) for v in zip(*curves)))
+            curves = []
+            cpsi.append(p_.cpu().numpy())
+            cres.append(r_.cpu().numpy())
+            cr2.append(q_.cpu().numpy())
     cpsi_v, cres_v, cr2_v = np.concatenate(cpsi), np.concatenate(cres), np.concatenate(cr2)
     m_cand = cpsi_v.shape[1]
 
