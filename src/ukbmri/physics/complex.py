@@ -128,12 +128,15 @@ class SearchGrid:
 
 def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
     k = res.shape[1]
-    left, right = torch.roll(res, 1, dims=1), torch.roll(res, -1, dims=1)
-    is_min = (res <= left) & (res < right)
-    masked = torch.where(is_min, res, torch.full_like(res, math.inf))
+    # local minima of the periodic curve: <= the left neighbour, < the right one
+    is_min = torch.empty(res.shape, dtype=torch.bool, device=res.device)
+    torch.logical_and(res[:, 1:-1] <= res[:, :-2], res[:, 1:-1] < res[:, 2:], out=is_min[:, 1:-1])
+    is_min[:, 0] = (res[:, 0] <= res[:, -1]) & (res[:, 0] < res[:, 1 % k])
+    is_min[:, -1] = (res[:, -1] <= res[:, -2 % k]) & (res[:, -1] < res[:, 0])
+    masked = res.masked_fill(~is_min, math.inf)
     m = min(n_cand, k)
     vals, idx = torch.topk(masked, m, dim=1, largest=False)
-    lv, rv = left.gather(1, idx), right.gather(1, idx)
+    lv, rv = res.gather(1, (idx - 1) % k), res.gather(1, (idx + 1) % k)
     den = lv - 2 * vals + rv
     off = torch.where(den > 0, 0.5 * (lv - rv) / den.clamp_min(1e-30), torch.zeros_like(den)).clamp(-0.5, 0.5)
     cpsi = psi[idx].to(torch.float64) + off.to(torch.float64) * (period / k)
