@@ -123,7 +123,7 @@ class SearchGrid:
             proj = z[:, :jk].abs() ** 2 + z[:, jk:].abs() ** 2
         res = torch.rsub(proj, e32[:, None]).clamp_min_(0.0).view(-1, nj, k)
         res, r2_idx = res.min(dim=1)  # (N, K)
-        return res, r2_idx, energy
+        return res, (r2_idx.to(torch.uint8) if nj <= 256 else r2_idx), energy
 
 
 def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
@@ -140,7 +140,7 @@ def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
     den = lv - 2 * vals + rv
     off = torch.where(den > 0, 0.5 * (lv - rv) / den.clamp_min(1e-30), torch.zeros_like(den)).clamp(-0.5, 0.5)
     cpsi = psi[idx].to(torch.float64) + off.to(torch.float64) * (period / k)
-    cr2 = r2[r2_idx.gather(1, idx)]
+    cr2 = r2[r2_idx.gather(1, idx).long()]
     nres = vals.to(torch.float64) / energy.clamp_min(1e-30)[:, None]
     cpsi = torch.where(torch.isfinite(vals), cpsi, torch.full_like(cpsi, math.nan))
     return cpsi, nres, cr2
