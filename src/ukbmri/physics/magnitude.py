@@ -104,8 +104,13 @@ class _MagModel:
 
 
 def _grid_init(s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, ff_lo: float, ff_hi: float,
-               r2_grid: torch.Tensor, block: int = 4096) -> torch.Tensor:
-    """Best (W, F, R2*) on the (ff, R2*) grid by variable projection (float32, in blocks)."""
+               r2_grid: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """Best (W, F, R2*) on the (ff, R2*) grid by variable projection (float32, in blocks).
+
+    ``block``: voxels per matrix product (default: cache-sized on the CPU, larger on a GPU).
+    """
+    if block is None:
+        block = 256 if s.device.type == "cpu" else 8192
     ffs = torch.linspace(ff_lo, ff_hi, 26, dtype=s.dtype, device=s.device)
     shape = torch.abs((1.0 - ffs)[:, None] + ffs[:, None] * c[None, :])  # (F, n)
     m = shape[:, None, :] * torch.exp(-r2_grid[None, :, None] * te[None, None, :])  # (F, R, n)
