@@ -12,13 +12,17 @@ stage's physics part:
 * ``total``: all of the above.
 
 The steps are timed by wrapping the functions ``ukbmri.physics.liver`` calls, so the same
-worker times any checkout of the code. ``--baseline-src DIR`` (e.g. the ``src`` folder of
+worker times any checkout of the code. ``--clock cpu`` (default) counts the process's CPU
+time, which is what one core spends and is little disturbed by other work on a shared
+machine; ``--clock wall`` counts elapsed time. ``--baseline-src DIR`` (e.g. the ``src`` folder of
 an older checkout) times that code too, in separate worker processes run alternately with
 this checkout's (the machine may be shared), and prints the before/after ratios of the
 medians. ``--stress N`` also times N in-memory stress phantoms per protocol
 (``ukbmri.synth.liver_stress``; no reading).
 
-Usage: ``python benchmarks/bench_liver_physics.py [--repeats 3] [--baseline-src ../main/src]``
+Usage: ``python benchmarks/bench_liver_physics.py [--repeats 3] [--baseline-src DIR] [--stress N]``;
+for a baseline of an earlier commit: ``git archive <commit> src | tar -x -C /tmp/base`` and
+``--baseline-src /tmp/base/src`` (a clean tree, not a working copy with edits in progress).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _one_thread() -> None:
         pass
 
 
-def _timed_liver(acc: dict[str, float]):
+def _timed_liver(acc: dict[str, float], clock):
     """Wrap the functions ``liver_fat_from_maps`` calls so that their time lands in ``acc``."""
     import ukbmri.physics.liver as L
 
@@ -62,11 +66,11 @@ def _timed_liver(acc: dict[str, float]):
         fn = getattr(L, name)
 
         def timed(*a, **k):
-            t = time.perf_counter()
+            t = clock()
             try:
                 return fn(*a, **k)
             finally:
-                acc[step] = acc.get(step, 0.0) + time.perf_counter() - t
+                acc[step] = acc.get(step, 0.0) + clock() - t
         setattr(L, name, timed)
 
     wrap("find_liver_roi", "roi")
@@ -74,23 +78,24 @@ def _timed_liver(acc: dict[str, float]):
     return L
 
 
-def _worker(zips: list[str], stress: int, repeats: int) -> dict:
+def _worker(zips: list[str], stress: int, repeats: int, clock_name: str) -> dict:
     import numpy as np
 
     _one_thread()
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     from ukbmri.io import read_zip
     from ukbmri.physics.inputs import multiecho_from_zip
 
     acc: dict[str, float] = {}
-    L = _timed_liver(acc)
+    L = _timed_liver(acc, clock)
 
     def physics(data, protocol: str, times: dict[str, float]):
-        t = time.perf_counter()
+        t = clock()
         maps = L.roi_maps_for(data)
-        t1 = time.perf_counter()
+        t1 = clock()
         acc.clear()
         res = L.liver_fat_from_maps(data, maps, protocol=protocol)
-        t2 = time.perf_counter()
+        t2 = clock()
         times.update(maps=t1 - t, roi=acc.get("roi", 0.0), fit=acc.get("fit", 0.0))
         times["flags"] = (t2 - t1) - times["roi"] - times["fit"]
         return res
@@ -108,10 +113,10 @@ def _worker(zips: list[str], stress: int, repeats: int) -> dict:
     for rep in range(repeats + 1):  # the first pass warms up
         for name, path in cases:
             times: dict[str, float] = {}
-            t = time.perf_counter()
+            t = clock()
             z = read_zip(path)
             data = multiecho_from_zip(z)
-            times["read"] = time.perf_counter() - t
+            times["read"] = clock() - t
             proto = {20203: "gre", 20254: "ideal"}.get(z.field, "")
             res = physics(data, proto, times)
             times["total"] = sum(times[k] for k in STEPS[:-1])
@@ -129,10 +134,11 @@ def _worker(zips: list[str], stress: int, repeats: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def _run_worker(src: Path, zips: list[str], stress: int, repeats: int) -> dict:
+def _run_worker(src: Path, zips: list[str], stress: int, repeats: int, clock: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--worker", "--stress", str(stress), "--repeats", str(repeats), *zips]
+    cmd = [sys.executable, __file__, "--worker", "--stress", str(stress), "--repeats", str(repeats),
+           "--clock", clock, *zips]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"worker on {src} failed:\n{proc.stderr[-4000:]}")
@@ -161,11 +167,12 @@ def main() -> None:
     ap.add_argument("--participants", type=int, default=2)
     ap.add_argument("--stress", type=int, default=0, help="stress phantoms per protocol")
     ap.add_argument("--baseline-src", type=Path, default=None, help="src folder of the code to compare with")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or elapsed time")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("zips", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.zips, args.stress, args.repeats)))
+        print(json.dumps(_worker(args.zips, args.stress, args.repeats, args.clock)))
         return
 
     import numpy as np
@@ -185,10 +192,11 @@ def main() -> None:
         runs: dict[str, list[dict]] = {k: [] for k in trees}
         for _ in range(args.rounds):
             for k, src in trees.items():
-                runs[k].append(_run_worker(src, zips, args.stress, args.repeats))
+                runs[k].append(_run_worker(src, zips, args.stress, args.repeats, args.clock))
     med = {k: _median_table(v) for k, v in runs.items()}
     n_timed = args.rounds * args.repeats
-    print(f"one thread; medians of {n_timed} timed passes ({args.rounds} worker processes x {args.repeats})")
+    print(f"one thread, {args.clock} seconds; medians of {n_timed} timed passes "
+          f"({args.rounds} worker processes x {args.repeats})")
     head = " ".join(f"{s:>7}" for s in STEPS)
     for k in trees:
         print(f"\n[{k}] {trees[k]}\n{'case':>28} {head}   PDFF %  R2* /s  ROI vox")
