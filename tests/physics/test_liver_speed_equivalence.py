@@ -33,21 +33,26 @@ def _noisy_voxels(n: int, te: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return s + 0.02 * (rng.standard_normal(s.shape) + 1j * rng.standard_normal(s.shape))
 
 
-def _reference_search(s, te, c, period, psi_step_hz, r2_grid=SEARCH_R2, n_cand=3):
-    """The per-block common-phase search as first written: (N, K, J, 2) projections, min over R2*."""
+def _reference_search(s, te, c, period, psi_step_hz, common_phase, r2_grid=SEARCH_R2, n_cand=3):
+    """The per-block search as first written: (N, K, J, 2) projections, min over R2*."""
     k = int(min(max(math.ceil(period / psi_step_hz), 32), 512))
     psi = -period / 2 + period * torch.arange(k, dtype=torch.float64) / k
     r2 = torch.tensor(r2_grid, dtype=torch.float64)
-    q = _bases(te, c, psi, r2, True)
+    q = _bases(te, c, psi, r2, common_phase)
     n = te.numel()
     energy = (s.abs() ** 2).sum(1)
-    qm = q.to(torch.float32).permute(2, 0, 1, 3).reshape(2 * n, -1)
-    st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
-    sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)
-    p = (st @ qm).reshape(-1, k, r2.numel(), 2)
-    qq = (sp @ qm).reshape(-1, k, r2.numel(), 2)
-    pp, q2, pq = (p * p).sum(-1), (qq * qq).sum(-1), (p * qq).sum(-1)
-    proj = 0.5 * (pp + q2) + torch.sqrt((0.5 * (pp - q2)) ** 2 + pq * pq)
+    if common_phase:
+        qm = q.to(torch.float32).permute(2, 0, 1, 3).reshape(2 * n, -1)
+        st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
+        sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)
+        p = (st @ qm).reshape(-1, k, r2.numel(), 2)
+        qq = (sp @ qm).reshape(-1, k, r2.numel(), 2)
+        pp, q2, pq = (p * p).sum(-1), (qq * qq).sum(-1), (p * qq).sum(-1)
+        proj = 0.5 * (pp + q2) + torch.sqrt((0.5 * (pp - q2)) ** 2 + pq * pq)
+    else:
+        qm = q.to(torch.complex64).permute(2, 0, 1, 3).reshape(n, -1)
+        p = (s.to(torch.complex64) @ qm.conj()).reshape(-1, k, r2.numel(), 2)
+        proj = (p.abs() ** 2).sum(-1)
     res = (energy.to(torch.float32)[:, None, None] - proj).clamp_min(0.0)
     res, r2_idx = res.min(dim=2)
     left, right = torch.roll(res, 1, dims=1), torch.roll(res, -1, dims=1)
@@ -61,15 +66,16 @@ def _reference_search(s, te, c, period, psi_step_hz, r2_grid=SEARCH_R2, n_cand=3
     return cpsi, vals.to(torch.float64) / energy.clamp_min(1e-30)[:, None], r2[r2_idx.gather(1, idx)]
 
 
-@pytest.mark.parametrize("te", [TE6, uniform_te(10, 2.38e-3, 2.38e-3)], ids=["ideal", "gre"])
-def test_grid_search_in_blocks_equals_the_direct_search(te):
+@pytest.mark.parametrize("te,common_phase", [(TE6, True), (uniform_te(10, 2.38e-3, 2.38e-3), True), (TE6, False)],
+                         ids=["ideal", "gre", "ideal-independent-phases"])
+def test_grid_search_in_blocks_equals_the_direct_search(te, common_phase):
     rng = np.random.default_rng(0)
     s = torch.as_tensor(_noisy_voxels(700, te, rng))
     tt = torch.as_tensor(te)
     c = torch.as_tensor(fat_phasor(te, 1.5), dtype=torch.complex128)
     period = field_period_hz(te)
-    want = _reference_search(s, tt, c, period, 5.0)
-    grid = SearchGrid(tt, c, period, psi_step_hz=5.0)
+    want = _reference_search(s, tt, c, period, 5.0, common_phase)
+    grid = SearchGrid(tt, c, period, common_phase=common_phase, psi_step_hz=5.0)
     curves = [grid.curve(s[i:i + 256]) for i in range(0, s.shape[0], 256)]
     got = grid.candidates(*(torch.cat(v) for v in zip(*curves)))
     for a, b in zip(got, want):
