@@ -90,6 +90,13 @@ class SearchGrid:
             self.w = q.to(torch.float32).permute(2, 3, 1, 0).reshape(2 * self.n, -1).contiguous()  # (2n, 2 J K)
         else:
             self.w = q.to(torch.complex64).conj().permute(2, 3, 1, 0).reshape(self.n, -1).contiguous()
+        self._work: dict[str, torch.Tensor] = {}  # work arrays reused from block to block
+
+    def _buffer(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        b = self._work.get(name)
+        if b is None or b.shape[0] < rows:
+            b = self._work[name] = torch.empty((rows, cols), dtype=torch.float32, device=self.w.device)
+        return b[:rows]
 
     def __call__(self, s: torch.Tensor, n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Candidates of the voxels ``s`` ``(N, n)``: see :func:`search_candidates`."""
@@ -107,21 +114,25 @@ class SearchGrid:
         energy = (s.abs() ** 2).sum(1)
         e32 = energy.to(torch.float32)
         if self.common:
+            nb, buf = s.shape[0], self._buffer
             st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
             sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)  # the signal times -i
-            p, q = st @ self.w, sp @ self.w  # (N, 2 J K): basis vector 0, then 1
+            # (N, 2 J K): basis vector 0, then 1
+            p = torch.matmul(st, self.w, out=buf("p", nb, 2 * jk))
+            q = torch.matmul(sp, self.w, out=buf("q", nb, 2 * jk))
             p0, p1, q0, q1 = p[:, :jk], p[:, jk:], q[:, :jk], q[:, jk:]
             # the largest eigenvalue of [[pp, pq], [pq, q2]]: the projection at the best common phase
-            pp = (p0 * p0).add_(p1 * p1)
-            q2 = (q0 * q0).add_(q1 * q1)
-            pq = (p0 * q0).add_(p1 * q1)
-            h = torch.sub(pp, q2).mul_(0.5)
+            t = buf("t", nb, jk)
+            pp = torch.mul(p0, p0, out=buf("pp", nb, jk)).add_(torch.mul(p1, p1, out=t))
+            q2 = torch.mul(q0, q0, out=buf("q2", nb, jk)).add_(torch.mul(q1, q1, out=t))
+            pq = torch.mul(p0, q0, out=buf("pq", nb, jk)).add_(torch.mul(p1, q1, out=t))
+            h = torch.sub(pp, q2, out=t).mul_(0.5)
             h = h.mul_(h).add_(pq.mul_(pq)).sqrt_()
             proj = pp.add_(q2).mul_(0.5).add_(h)
         else:
             z = s.to(torch.complex64) @ self.w  # (N, 2 J K)
             proj = z[:, :jk].abs() ** 2 + z[:, jk:].abs() ** 2
-        res = torch.rsub(proj, e32[:, None]).clamp_min_(0.0).view(-1, nj, k)
+        res = proj.neg_().add_(e32[:, None]).clamp_min_(0.0).view(-1, nj, k)  # energy - proj, >= 0
         res, r2_idx = res.min(dim=1)  # (N, K)
         return res, (r2_idx.to(torch.uint8) if nj <= 256 else r2_idx), energy
 
