@@ -181,3 +181,21 @@ def test_complex_fit_with_normal_equations_equals_the_jacobian_path(monkeypatch)
     np.testing.assert_allclose(fast.ff_percent, slow.ff_percent, rtol=0, atol=1e-4)
     np.testing.assert_allclose(fast.r2star_per_s, slow.r2star_per_s, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(fast.b0_hz, slow.b0_hz, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("sigma", [None, 0.02], ids=["plain", "rician"])
+def test_magnitude_normal_equations_equal_those_of_the_jacobian(sigma):
+    from ukbmri.physics.magnitude import _MagModel
+
+    rng = np.random.default_rng(6)
+    te = uniform_te(10, 2.38e-3, 2.38e-3)
+    s = torch.as_tensor(np.abs(_noisy_voxels(200, te, rng)))
+    c = torch.as_tensor(fat_phasor(te, 1.5), dtype=torch.complex128)
+    model = _MagModel(s, torch.as_tensor(te), c, sigma)
+    x = torch.as_tensor(np.stack([rng.uniform(0, 1, 200), rng.uniform(0, 1, 200), rng.uniform(0, 600, 200)], 1))
+    idx = torch.arange(1, 200, 2)
+    r, jac = model(x[idx], idx)
+    cost, jtj, g = model.normal_equations(x[idx], idx)
+    torch.testing.assert_close(cost, (r * r).sum(1), rtol=1e-12, atol=0)
+    torch.testing.assert_close(jtj, torch.einsum("nmi,nmj->nij", jac, jac), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g, (jac.transpose(1, 2) @ r.unsqueeze(2)).squeeze(2), rtol=1e-12, atol=1e-14)
