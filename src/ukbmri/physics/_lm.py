@@ -3,13 +3,17 @@
 Every voxel has its own damping factor; a step is accepted per voxel when it lowers
 that voxel's cost. Bounds are handled by projection (clipping) of each trial step.
 All voxels advance together with batched torch linear algebra, on CPU or CUDA.
+
+A model gives residuals and Jacobian (``fun(x, idx) -> (r, J)``); a model that can form
+the normal equations more cheaply than through its Jacobian (few parameters, many
+residuals with shared structure) may also have a method
+``normal_equations(x, idx) -> (cost, J^T J, J^T r)``, which the solver then uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -18,6 +22,15 @@ log = logging.getLogger(__name__)
 __all__ = ["levenberg_marquardt"]
 
 ResJac = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _normal_equations(fun: ResJac, x: torch.Tensor, idx: torch.Tensor | None):
+    """``(sum r^2, J^T J, J^T r)`` per row at ``x``."""
+    normal = getattr(fun, "normal_equations", None)
+    if normal is not None:
+        return normal(x, idx)
+    r, jac = fun(x, idx)
+    return (r * r).sum(dim=1), torch.einsum("nmi,nmj->nij", jac, jac), (jac.transpose(1, 2) @ r.unsqueeze(2)).squeeze(2)
 
 
 def levenberg_marquardt(
@@ -37,7 +50,7 @@ def levenberg_marquardt(
     fun:
         ``fun(x, idx) -> (r, J)``: residuals ``r`` ``(k, m)`` and Jacobian ``J`` ``(k, m, p)``
         for the rows ``idx`` (a LongTensor, or ``None`` for all rows) at parameters ``x``
-        ``(k, p)``.
+        ``(k, p)`` (or a model with ``normal_equations``, see the module docstring).
     x0:
         ``(N, p)`` starting parameters (float64 recommended).
     lower, upper:
@@ -49,8 +62,7 @@ def levenberg_marquardt(
         The parameters and the final ``sum(r**2)`` per row.
     """
     x = torch.clamp(x0, lower, upper)
-    r, jac = fun(x, None)
-    cost = (r * r).sum(dim=1)
+    cost, jtj, g = _normal_equations(fun, x, None)
     n, p = x.shape
     lam = torch.full((n,), lam0, dtype=x.dtype, device=x.device)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -60,31 +72,34 @@ def levenberg_marquardt(
         log.debug("LM iteration %d: %d active", it, idx.numel())
         if idx.numel() == 0:
             break
-        ja, ra, xa = jac[idx], r[idx], x[idx]
-        jtj = torch.einsum("nmi,nmj->nij", ja, ja)
-        g = (ja.transpose(1, 2) @ ra.unsqueeze(2)).squeeze(2)
-        diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-12)
-        a = jtj + (lam[idx, None, None] * diag[:, :, None]) * eye + 1e-12 * eye
-        step = torch.linalg.solve(a, -g.unsqueeze(2)).squeeze(2)
-        lo = lower if lower.dim() == 1 else lower[idx]
-        hi = upper if upper.dim() == 1 else upper[idx]
+        full = idx.numel() == n  # every row active: no gathers, no scatters
+        if full:
+            xa, ca, aa, ga, la = x, cost, jtj, g, lam
+        else:
+            xa, ca, aa, ga, la = x[idx], cost[idx], jtj[idx], g[idx], lam[idx]
+        diag = torch.diagonal(aa, dim1=1, dim2=2).clamp_min(1e-12)
+        a = aa + (la[:, None, None] * diag[:, :, None]) * eye + 1e-12 * eye
+        step = torch.linalg.solve(a, -ga.unsqueeze(2)).squeeze(2)
+        lo = lower if lower.dim() == 1 or full else lower[idx]
+        hi = upper if upper.dim() == 1 or full else upper[idx]
         xn = torch.clamp(xa + step, lo, hi)
-        rn, jn = fun(xn, idx)
-        cn = (rn * rn).sum(dim=1)
-        better = torch.isfinite(cn) & (cn < cost[idx])
-        rel = (cost[idx] - cn) / cost[idx].clamp_min(1e-300)
-        bi = idx[better]
-        x[bi] = xn[better]
-        r[bi] = rn[better]
-        jac[bi] = jn[better]
-        cost[bi] = cn[better]
-        lam[bi] = torch.clamp(lam[bi] / 5.0, min=1e-9)
-        lam[idx[~better]] = lam[idx[~better]] * 10.0
-        # converged: accepted with a tiny relative improvement, or damping blew up
-        done = torch.zeros_like(better)
-        done |= better & (rel < tol)
-        done |= (~better) & (lam[idx] > 1e6)
+        cn, an, gn = _normal_equations(fun, xn, None if full else idx)
+        better = torch.isfinite(cn) & (cn < ca)
+        rel = (ca - cn) / ca.clamp_min(1e-300)
         step_small = (step.abs() <= tol * (xa.abs() + 1e-6)).all(dim=1)
-        done |= step_small
+        la = torch.where(better, torch.clamp(la / 5.0, min=1e-9), la * 10.0)
+        b1 = better[:, None]
+        xa, ga, ca = torch.where(b1, xn, xa), torch.where(b1, gn, ga), torch.where(better, cn, ca)
+        aa = torch.where(b1[:, :, None], an, aa)
+        if full:
+            x, cost, jtj, g, lam = xa, ca, aa, ga, la
+        else:
+            x.index_copy_(0, idx, xa)
+            cost.index_copy_(0, idx, ca)
+            jtj.index_copy_(0, idx, aa)
+            g.index_copy_(0, idx, ga)
+            lam.index_copy_(0, idx, la)
+        # converged: accepted with a tiny relative improvement, or damping blew up
+        done = (better & (rel < tol)) | ((~better) & (la > 1e6)) | step_small
         active[idx[done]] = False
     return x, cost

@@ -41,7 +41,7 @@ from ukbmri.physics.multiecho import FatWaterMaps, MultiEcho, check_mask, ff_fro
 from ukbmri.physics.spatial import select_candidates, unwrap_to_smooth
 from ukbmri.physics.spectrum import SIX_PEAK, FatSpectrum, fat_phasor
 
-__all__ = ["fit_complex", "field_period_hz", "search_candidates"]
+__all__ = ["fit_complex", "field_period_hz", "search_candidates", "SearchGrid"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 SEARCH_R2 = (0.0, 30.0, 60.0, 120.0, 250.0, 500.0)
 #: Default voxel size when the data carry none (mm): typical abdominal in-plane, thicker slices.
 DEFAULT_SPACING = (1.5, 1.5, 5.0)
+#: voxels per block of the grid search on the CPU (its work arrays then stay in the cache)
+SEARCH_BLOCK_CPU = 256
 
 
 def field_period_hz(te_s: np.ndarray) -> float:
@@ -67,6 +69,94 @@ def _bases(te: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, r2: torch.Tenso
     return q
 
 
+class SearchGrid:
+    """The grid search of :func:`search_candidates`, its bases built once for many voxel blocks.
+
+    Columns of the projection matrix are laid out ``(basis vector, R2*, psi)`` so that the
+    per-grid-point projections are contiguous blocks (no reductions over tiny trailing
+    dimensions); the arithmetic is that of the per-block search, value for value.
+    """
+
+    def __init__(self, te: torch.Tensor, c: torch.Tensor, period: float, *, common_phase: bool = True,
+                 r2_grid: tuple[float, ...] = SEARCH_R2, psi_step_hz: float = 4.0) -> None:
+        k = int(min(max(math.ceil(period / psi_step_hz), 32), 512))
+        dev = te.device
+        self.k, self.period, self.common = k, period, common_phase
+        self.psi = -period / 2 + period * torch.arange(k, dtype=torch.float64, device=dev) / k
+        self.r2 = torch.tensor(r2_grid, dtype=torch.float64, device=dev)
+        self.n = te.numel()
+        q = _bases(te, c, self.psi, self.r2, common_phase)  # (K, J, 2n | n, 2)
+        if common_phase:
+            self.w = q.to(torch.float32).permute(2, 3, 1, 0).reshape(2 * self.n, -1).contiguous()  # (2n, 2 J K)
+        else:
+            self.w = q.to(torch.complex64).conj().permute(2, 3, 1, 0).reshape(self.n, -1).contiguous()
+        self._work: dict[str, torch.Tensor] = {}  # work arrays reused from block to block
+
+    def _buffer(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        b = self._work.get(name)
+        if b is None or b.shape[0] < rows:
+            b = self._work[name] = torch.empty((rows, cols), dtype=torch.float32, device=self.w.device)
+        return b[:rows]
+
+    def __call__(self, s: torch.Tensor, n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidates of the voxels ``s`` ``(N, n)``: see :func:`search_candidates`."""
+        return self.candidates(*self.curve(s), n_cand)
+
+    def candidates(self, res: torch.Tensor, r2_idx: torch.Tensor, energy: torch.Tensor,
+                   n_cand: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidates from residual curves of :meth:`curve` (any number of voxels at once)."""
+        return _local_minima(res, r2_idx, self.psi, self.r2, energy, self.period, n_cand)
+
+    def curve(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residual over psi (minimum over R2*) ``(N, K)`` float32, its R2* grid index and the energy."""
+        k, nj = self.k, self.r2.numel()
+        jk = nj * k
+        energy = (s.abs() ** 2).sum(1)
+        e32 = energy.to(torch.float32)
+        if self.common:
+            nb, buf = s.shape[0], self._buffer
+            st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
+            sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)  # the signal times -i
+            # (N, 2 J K): basis vector 0, then 1
+            p = torch.matmul(st, self.w, out=buf("p", nb, 2 * jk))
+            q = torch.matmul(sp, self.w, out=buf("q", nb, 2 * jk))
+            p0, p1, q0, q1 = p[:, :jk], p[:, jk:], q[:, :jk], q[:, jk:]
+            # the largest eigenvalue of [[pp, pq], [pq, q2]]: the projection at the best common phase
+            t = buf("t", nb, jk)
+            pp = torch.mul(p0, p0, out=buf("pp", nb, jk)).add_(torch.mul(p1, p1, out=t))
+            q2 = torch.mul(q0, q0, out=buf("q2", nb, jk)).add_(torch.mul(q1, q1, out=t))
+            pq = torch.mul(p0, q0, out=buf("pq", nb, jk)).add_(torch.mul(p1, q1, out=t))
+            h = torch.sub(pp, q2, out=t).mul_(0.5)
+            h = h.mul_(h).add_(pq.mul_(pq)).sqrt_()
+            proj = pp.add_(q2).mul_(0.5).add_(h)
+        else:
+            z = s.to(torch.complex64) @ self.w  # (N, 2 J K)
+            proj = z[:, :jk].abs() ** 2 + z[:, jk:].abs() ** 2
+        res = proj.neg_().add_(e32[:, None]).clamp_min_(0.0).view(-1, nj, k)  # energy - proj, >= 0
+        res, r2_idx = res.min(dim=1)  # (N, K)
+        return res, (r2_idx.to(torch.uint8) if nj <= 256 else r2_idx), energy
+
+
+def _local_minima(res, r2_idx, psi, r2, energy, period, n_cand):
+    k = res.shape[1]
+    # local minima of the periodic curve: <= the left neighbour, < the right one
+    is_min = torch.empty(res.shape, dtype=torch.bool, device=res.device)
+    torch.logical_and(res[:, 1:-1] <= res[:, :-2], res[:, 1:-1] < res[:, 2:], out=is_min[:, 1:-1])
+    is_min[:, 0] = (res[:, 0] <= res[:, -1]) & (res[:, 0] < res[:, 1 % k])
+    is_min[:, -1] = (res[:, -1] <= res[:, -2 % k]) & (res[:, -1] < res[:, 0])
+    masked = res.masked_fill(~is_min, math.inf)
+    m = min(n_cand, k)
+    vals, idx = torch.topk(masked, m, dim=1, largest=False)
+    lv, rv = res.gather(1, (idx - 1) % k), res.gather(1, (idx + 1) % k)
+    den = lv - 2 * vals + rv
+    off = torch.where(den > 0, 0.5 * (lv - rv) / den.clamp_min(1e-30), torch.zeros_like(den)).clamp(-0.5, 0.5)
+    cpsi = psi[idx].to(torch.float64) + off.to(torch.float64) * (period / k)
+    cr2 = r2[r2_idx.gather(1, idx).long()]
+    nres = vals.to(torch.float64) / energy.clamp_min(1e-30)[:, None]
+    cpsi = torch.where(torch.isfinite(vals), cpsi, torch.full_like(cpsi, math.nan))
+    return cpsi, nres, cr2
+
+
 def search_candidates(
     s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, period: float, *, common_phase: bool = True,
     r2_grid: tuple[float, ...] = SEARCH_R2, psi_step_hz: float = 4.0, n_cand: int = 3,
@@ -74,41 +164,10 @@ def search_candidates(
     """Local minima of the VARPRO residual over psi for a batch of voxels.
 
     Returns ``psi (N, M)``, normalised residual ``(N, M)`` (``inf`` where there is no
-    further minimum) and the R2* grid value at each minimum ``(N, M)``.
+    further minimum) and the R2* grid value at each minimum ``(N, M)``. Many blocks of
+    voxels: build a :class:`SearchGrid` once and call it per block.
     """
-    k = int(min(max(math.ceil(period / psi_step_hz), 32), 512))
-    psi = -period / 2 + period * torch.arange(k, dtype=torch.float64, device=s.device) / k
-    r2 = torch.tensor(r2_grid, dtype=torch.float64, device=s.device)
-    q = _bases(te, c, psi, r2, common_phase)
-    n = te.numel()
-    energy = (s.abs() ** 2).sum(1)
-    if common_phase:
-        qm = q.to(torch.float32).permute(2, 0, 1, 3).reshape(2 * n, -1)  # (2n, K*J*2)
-        st = torch.cat([s.real, s.imag], dim=1).to(torch.float32)
-        sp = torch.cat([s.imag, -s.real], dim=1).to(torch.float32)
-        p = (st @ qm).reshape(-1, k, r2.numel(), 2)
-        qq = (sp @ qm).reshape(-1, k, r2.numel(), 2)
-        pp, q2, pq = (p * p).sum(-1), (qq * qq).sum(-1), (p * qq).sum(-1)
-        proj = 0.5 * (pp + q2) + torch.sqrt((0.5 * (pp - q2)) ** 2 + pq * pq)
-    else:
-        qm = q.to(torch.complex64).permute(2, 0, 1, 3).reshape(n, -1)
-        p = (s.to(torch.complex64) @ qm.conj()).reshape(-1, k, r2.numel(), 2)
-        proj = (p.abs() ** 2).sum(-1)
-    res = (energy.to(torch.float32)[:, None, None] - proj).clamp_min(0.0)
-    res, r2_idx = res.min(dim=2)  # (N, K)
-    left, right = torch.roll(res, 1, dims=1), torch.roll(res, -1, dims=1)
-    is_min = (res <= left) & (res < right)
-    masked = torch.where(is_min, res, torch.full_like(res, math.inf))
-    m = min(n_cand, k)
-    vals, idx = torch.topk(masked, m, dim=1, largest=False)
-    lv, rv = left.gather(1, idx), right.gather(1, idx)
-    den = lv - 2 * vals + rv
-    off = torch.where(den > 0, 0.5 * (lv - rv) / den.clamp_min(1e-30), torch.zeros_like(den)).clamp(-0.5, 0.5)
-    cpsi = psi[idx].to(torch.float64) + off.to(torch.float64) * (period / k)
-    cr2 = r2[r2_idx.gather(1, idx)]
-    nres = vals.to(torch.float64) / energy.clamp_min(1e-30)[:, None]
-    cpsi = torch.where(torch.isfinite(vals), cpsi, torch.full_like(cpsi, math.nan))
-    return cpsi, nres, cr2
+    return SearchGrid(te, c, period, common_phase=common_phase, r2_grid=r2_grid, psi_step_hz=psi_step_hz)(s, n_cand)
 
 
 class _ComplexModel:
@@ -116,6 +175,56 @@ class _ComplexModel:
 
     def __init__(self, s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, common_phase: bool):
         self.s, self.te, self.c, self.common = s, te, c, common_phase
+        if common_phase:
+            # echo-wise factors of the decay-weighted moments that J^T J is made of
+            t, cc = te, (c.abs() ** 2)
+            self._moments = torch.stack([torch.ones_like(t), c.real, c.imag, cc, t, t * c.real, t * c.imag,
+                                         t * cc, t * t, t * t * c.real, t * t * c.imag, t * t * cc], dim=1)
+            # and of the sums of conj(e) d that J^T r is made of
+            self._grad = torch.stack([torch.ones_like(c), c.conj(), t + 0j, t * c.conj()], dim=1)
+        else:
+            self.normal_equations = None
+
+    def normal_equations(self, x: torch.Tensor, idx: torch.Tensor | None):
+        """``(cost, J^T J, J^T r)`` of the common-phase model without forming the Jacobian.
+
+        With ``e_n = exp((-R2* + i 2 pi psi) t_n + i phi)`` and ``B_n = W + F c_n`` the Jacobian
+        columns are ``e (1, c, i B, 2 pi i t B, -t B)``, so ``J^T J`` needs only sums over echoes
+        of ``|e|^2 = exp(-2 R2* t)`` times powers of ``t`` and ``c``, and ``J^T r`` the sums of
+        ``conj(e) d`` times ``1, conj(c), t, t conj(c)`` (``d`` the complex misfit).
+        """
+        s = self.s if idx is None else self.s[idx]
+        te, c = self.te, self.c
+        w, f, phi, psi, r2 = (x[:, i:i + 1] for i in range(5))
+        dec = torch.exp(-r2 * te)
+        theta = (2.0 * math.pi) * psi * te + phi
+        e = torch.complex(dec * torch.cos(theta), dec * torch.sin(theta))
+        d = (w + f * c) * e - s
+        cost = (d.real * d.real + d.imag * d.imag).sum(1)
+        m = (dec * dec) @ self._moments  # (k, 12)
+        m1, mcr, mci, mcc, mt, mtcr, mtci, mtcc, mtt, mttcr, mttci, mttcc = m.unbind(1)
+        w, f = w[:, 0], f[:, 0]
+        two_pi = 2.0 * math.pi
+        q0 = w * w * m1 + 2 * w * f * mcr + f * f * mcc  # sum |e|^2 |B|^2
+        q1 = w * w * mt + 2 * w * f * mtcr + f * f * mtcc  # ... t
+        q2 = w * w * mtt + 2 * w * f * mttcr + f * f * mttcc  # ... t^2
+        zero = torch.zeros_like(m1)
+        a13, a23 = -f * mci, w * mci
+        a14, a24 = -two_pi * f * mtci, two_pi * w * mtci
+        a15, a25 = -(w * mt + f * mtcr), -(w * mtcr + f * mtcc)
+        a34, a44, a55 = two_pi * q1, two_pi * two_pi * q2, q2
+        jtj = torch.stack([
+            m1, mcr, a13, a14, a15,
+            mcr, mcc, a23, a24, a25,
+            a13, a23, q0, a34, zero,
+            a14, a24, a34, a44, zero,
+            a15, a25, zero, zero, a55,
+        ], dim=1).reshape(-1, 5, 5)
+        v = (e.conj() * d) @ self._grad  # (k, 4): sums of v, conj(c) v, t v, t conj(c) v
+        p0 = w * v[:, 2] + f * v[:, 3]
+        grad = torch.stack([v[:, 0].real, v[:, 1].real, (w * v[:, 0] + f * v[:, 1]).imag,
+                            two_pi * p0.imag, -p0.real], dim=1)
+        return cost, jtj, grad
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor | None):
         s = self.s if idx is None else self.s[idx]
@@ -209,14 +318,18 @@ def fit_complex(
 
     # 1-2: voxel-wise candidates
     cpsi, cres, cr2 = [], [], []
-    search_chunk = chunk if dev != "cpu" else min(chunk, 2048)  # cache-sized blocks on the CPU
+    grid = SearchGrid(te, c, period, common_phase=common_phase, r2_grid=r2_grid, psi_step_hz=psi_step_hz)
+    search_chunk = chunk if dev != "cpu" else min(chunk, SEARCH_BLOCK_CPU)
+    curves = []
     for start in range(0, n_vox, search_chunk):
         s = torch.as_tensor(s_all[start:start + search_chunk] / scale, device=dev)
-        p_, r_, q_ = search_candidates(s, te, c, period, common_phase=common_phase, r2_grid=r2_grid,
-                                       psi_step_hz=psi_step_hz)
-        cpsi.append(p_.cpu().numpy())
-        cres.append(r_.cpu().numpy())
-        cr2.append(q_.cpu().numpy())
+        curves.append(grid.curve(s))
+        if len(curves) * search_chunk >= chunk or start + search_chunk >= n_vox:
+            p_, r_, q_ = grid.candidates(*(torch.cat(v) for v in zip(*curves)))
+            curves = []
+            cpsi.append(p_.cpu().numpy())
+            cres.append(r_.cpu().numpy())
+            cr2.append(q_.cpu().numpy())
     cpsi_v, cres_v, cr2_v = np.concatenate(cpsi), np.concatenate(cres), np.concatenate(cr2)
     m_cand = cpsi_v.shape[1]
 

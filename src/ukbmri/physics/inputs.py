@@ -96,12 +96,41 @@ def _align_dynamics(dyn: list[np.ndarray], sigma_px: float = 3.0) -> np.ndarray:
     """Complex average of dynamics (each (echoes, rows, cols)) after aligning them to the first."""
     ref = dyn[0]
     acc = ref.copy()
+    ref_conj = np.conj(ref)
     for d in dyn[1:]:
-        prod = d * np.conj(ref)
+        prod = d * ref_conj
         re = ndi.gaussian_filter(prod.real, sigma=(0, sigma_px, sigma_px))
         im = ndi.gaussian_filter(prod.imag, sigma=(0, sigma_px, sigma_px))
-        acc += d * np.exp(-1j * np.angle(re + 1j * im))
+        # exp(-i angle(re + i im)) without the complex exponential (1 where the product vanishes)
+        mag = np.hypot(re, im)
+        zero = mag == 0
+        if zero.any():
+            re[zero], mag[zero] = 1.0, 1.0
+        unit = np.empty(re.shape, dtype=np.complex128)
+        np.divide(re, mag, out=unit.real)
+        np.divide(im, mag, out=unit.imag)
+        np.negative(unit.imag, out=unit.imag)
+        acc += d * unit
     return acc / len(dyn)
+
+
+def _phasor(rescaled: np.ndarray) -> np.ndarray:
+    """``exp(1j * phase_to_radians(rescaled))`` (complex64), by table look-up for integer pixel values.
+
+    Siemens phase pixels are integers (-4096..4095), so each distinct value's phasor is
+    computed once; the table holds exactly the values the direct expression gives.
+    """
+    from ukbmri.io import phase_to_radians
+
+    v = np.asarray(rescaled)
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        if np.isfinite(lo) and np.isfinite(hi) and hi - lo < min(v.size, 1 << 20):
+            k = (v - lo).astype(np.intp)
+            if np.array_equal(k + lo, v):
+                table = np.exp(1j * phase_to_radians(lo + np.arange(int(hi - lo) + 1, dtype=np.float64)))
+                return table[k]
+    return np.exp(1j * phase_to_radians(v))
 
 
 def multiecho_from_zip(z, *, use_phase: bool = True, dynamics: str = "complex") -> MultiEcho:
@@ -113,7 +142,6 @@ def multiecho_from_zip(z, *, use_phase: bool = True, dynamics: str = "complex") 
         Not a liver zip, missing / inconsistent echoes (see
         :mod:`ukbmri.preprocess.liver_tensors`).
     """
-    from ukbmri.io import phase_to_radians
     from ukbmri.preprocess.liver_tensors import GRE_FIELD, IDEAL_N_ECHOES, gre_echoes, ideal_echoes
 
     if dynamics not in _DYNAMICS:
@@ -145,7 +173,7 @@ def multiecho_from_zip(z, *, use_phase: bool = True, dynamics: str = "complex") 
             if not np.allclose(tes[order], te_ms, atol=1e-2):
                 raise LiverInputError("phase images have other echo times than the magnitudes", path=z.path,
                                       expected=np.round(te_ms, 3).tolist(), found=np.round(tes[order], 3).tolist())
-            per_dyn = [mag * np.exp(1j * phase_to_radians(px[order]))]
+            per_dyn = [mag * _phasor(px[order])]
         else:
             per_dyn = [mag]
     else:
@@ -155,7 +183,7 @@ def multiecho_from_zip(z, *, use_phase: bool = True, dynamics: str = "complex") 
         for s, p in zip(mags, phases):
             m = _by_echo(z, s, te_ms)
             if have_phase:
-                m = m * np.exp(1j * phase_to_radians(_by_echo(z, p, te_ms)))
+                m = m * _phasor(_by_echo(z, p, te_ms))
             per_dyn.append(m)
     if use_phase and not have_phase:
         log.info("%s: no phase images for every echo series: magnitude-only data", z.path)

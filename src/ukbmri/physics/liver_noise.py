@@ -62,55 +62,65 @@ def crlb_sd(water, fat, r2star, te_s, field_strength_t: float, sigma: float,
     with the common phase ``phi`` and the field ``psi`` as further unknowns and ``sigma``
     per real channel. Voxels with no signal get ``inf``.
     """
+    w, f, r2 = np.broadcast_arrays(*(np.clip(np.asarray(v, dtype=float), 0.0, None) for v in (water, fat, r2star)))
+    shape = w.shape
+    w, f, r2 = (v.reshape(-1, 1) for v in (w, f, r2))
+    te = np.asarray(te_s, dtype=float)
+    c = fat_phasor(te, field_strength_t, spectrum)
+    dec = np.exp(-r2 * te)  # (N, n)
     if complex_model:
-        return _crlb_complex(water, fat, r2star, te_s, field_strength_t, sigma, spectrum)
-    w = np.clip(np.asarray(water, dtype=float), 0.0, None)[..., None]
-    f = np.clip(np.asarray(fat, dtype=float), 0.0, None)[..., None]
-    r2 = np.clip(np.asarray(r2star, dtype=float), 0.0, None)[..., None]
-    te = np.asarray(te_s, dtype=float)
-    c = fat_phasor(te, field_strength_t, spectrum)
-    cr, c2 = c.real, np.abs(c) ** 2
-    g = np.sqrt(np.maximum(w * w + f * f * c2 + 2 * w * f * cr, 1e-30))
-    dec = np.exp(-r2 * te)
-    jw = (w + f * cr) / g * dec
-    jf = (f * c2 + w * cr) / g * dec
-    jr = -te * g * dec
-    jac = np.stack([jw, jf, jr], axis=-1)  # (..., n, 3)
-    fisher = np.einsum("...ni,...nj->...ij", jac, jac) / max(sigma, 1e-30) ** 2
-    fisher = fisher + np.eye(3) * 1e-12 * np.maximum(np.trace(fisher, axis1=-2, axis2=-1), 1e-30)[..., None, None]
-    cov = np.linalg.inv(fisher)
-    tot = (w + f)[..., 0]
+        # columns W, F, phi, psi, R2* of the complex Jacobian; Fisher = Re(J^H J)
+        s = (w + f * c) * dec
+        cols = [dec + 0j * s, c * dec, 1j * s, 2j * np.pi * te * s, -te * s]
+        cols = [np.concatenate([v.real, v.imag], axis=1) for v in cols]
+        r2_index = 4
+    else:
+        cr, c2 = c.real, np.abs(c) ** 2
+        g = np.sqrt(np.maximum(w * w + f * f * c2 + 2 * w * f * cr, 1e-30))
+        cols = [(w + f * cr) / g * dec, (f * c2 + w * cr) / g * dec, -te * g * dec]
+        r2_index = 2
+    cov = _inverse_entries(cols, max(sigma, 1e-30) ** 2, ((0, 0), (1, 1), (0, 1), (r2_index, r2_index)))
+    c00, c11, c01, crr = cov
+    tot = (w + f)[:, 0]
+    w, f = w[:, 0], f[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        gw = -f[..., 0] / tot ** 2
-        gf = w[..., 0] / tot ** 2
-        var_ff = gw ** 2 * cov[..., 0, 0] + gf ** 2 * cov[..., 1, 1] + 2 * gw * gf * cov[..., 0, 1]
-        sd_w = np.sqrt(np.maximum(cov[..., 0, 0], 0.0))
-        sd_ff = 100.0 * np.sqrt(np.maximum(var_ff, 0.0))
-        sd_r2 = np.sqrt(np.maximum(cov[..., 2, 2], 0.0))
+        gw = -f / tot ** 2
+        gf = w / tot ** 2
+        var_ff = gw ** 2 * c00 + gf ** 2 * c11 + 2 * gw * gf * c01
+        out = (np.sqrt(np.maximum(c00, 0.0)), 100.0 * np.sqrt(np.maximum(var_ff, 0.0)),
+               np.sqrt(np.maximum(crr, 0.0)))
     bad = ~(tot > 0)
-    return tuple(np.where(bad, np.inf, v) for v in (sd_w, sd_ff, sd_r2))  # type: ignore[return-value]
+    return tuple(np.where(bad, np.inf, v).reshape(shape) for v in out)  # type: ignore[return-value]
 
 
-def _crlb_complex(water, fat, r2star, te_s, field_strength_t, sigma, spectrum):
-    w = np.clip(np.asarray(water, dtype=float), 0.0, None)[..., None]
-    f = np.clip(np.asarray(fat, dtype=float), 0.0, None)[..., None]
-    r2 = np.clip(np.asarray(r2star, dtype=float), 0.0, None)[..., None]
-    te = np.asarray(te_s, dtype=float)
-    c = fat_phasor(te, field_strength_t, spectrum)
-    dec = np.exp(-r2 * te)
-    s = (w + f * c) * dec
-    jac = np.stack([dec + 0j * s, c * dec, 1j * s, 2j * np.pi * te * s, -te * s], axis=-1)  # W F phi psi R2*
-    fisher = np.einsum("...ni,...nj->...ij", jac.conj(), jac).real / max(sigma, 1e-30) ** 2
-    fisher = fisher + np.eye(5) * 1e-12 * np.maximum(np.trace(fisher, axis1=-2, axis2=-1), 1e-30)[..., None, None]
-    cov = np.linalg.inv(fisher)
-    tot = (w + f)[..., 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gw, gf = -f[..., 0] / tot ** 2, w[..., 0] / tot ** 2
-        var_ff = gw ** 2 * cov[..., 0, 0] + gf ** 2 * cov[..., 1, 1] + 2 * gw * gf * cov[..., 0, 1]
-        out = (np.sqrt(np.maximum(cov[..., 0, 0], 0.0)), 100.0 * np.sqrt(np.maximum(var_ff, 0.0)),
-               np.sqrt(np.maximum(cov[..., 4, 4], 0.0)))
-    bad = ~(tot > 0)
-    return tuple(np.where(bad, np.inf, v) for v in out)
+def _inverse_entries(cols: list[np.ndarray], var: float, entries) -> list[np.ndarray]:
+    """Entries of the inverse Fisher matrix ``(J^T J / var + 1e-12 trace I)^-1`` per voxel.
+
+    ``cols``: the Jacobian's columns, each ``(N, m)``. The small symmetric matrices are
+    inverted all at once by a Cholesky factorisation written out over the voxels.
+    """
+    p = len(cols)
+    a = [[None] * p for _ in range(p)]
+    for i in range(p):
+        for j in range(i + 1):
+            a[i][j] = np.einsum("nm,nm->n", cols[i], cols[j]) / var
+    reg = 1e-12 * np.maximum(sum(a[i][i] for i in range(p)), 1e-30)
+    for i in range(p):
+        a[i][i] = a[i][i] + reg
+    # A = L L^T
+    low = [[None] * p for _ in range(p)]
+    for j in range(p):
+        d = a[j][j] - sum(low[j][k] ** 2 for k in range(j))
+        low[j][j] = np.sqrt(np.maximum(d, 1e-300))
+        for i in range(j + 1, p):
+            low[i][j] = (a[i][j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
+    # M = L^-1 (lower), A^-1 = M^T M
+    m = [[None] * p for _ in range(p)]
+    for i in range(p):
+        m[i][i] = 1.0 / low[i][i]
+        for j in range(i):
+            m[i][j] = -sum(low[i][k] * m[k][j] for k in range(j, i)) / low[i][i]
+    return [sum(m[k][i] * m[k][j] for k in range(max(i, j), p)) for i, j in entries]
 
 
 def spatial_inflation(values: np.ndarray, roi: np.ndarray) -> float:

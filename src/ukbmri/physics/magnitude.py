@@ -87,7 +87,8 @@ class _MagModel:
         dec = torch.exp(-r2 * self.te)
         return g * dec, g, dec, (w, f)
 
-    def __call__(self, x: torch.Tensor, idx: torch.Tensor | None):
+    def _columns(self, x: torch.Tensor, idx: torch.Tensor | None):
+        """Residuals and the three Jacobian columns (W, F, R2*), each ``(k, n)``."""
         a, g, dec, (w, f) = self.amplitude(x)
         if self.sigma is not None:
             m, dm = rician_mean(a, self.sigma)
@@ -97,15 +98,32 @@ class _MagModel:
         dw = (w + f * self.cr) / g * dec
         df = (f * self.c2 + w * self.cr) / g * dec
         dr = -self.te * a
-        jac = torch.stack([dw, df, dr], dim=2)
         if dm is not None:
-            jac = jac * dm.unsqueeze(2)
-        return r, jac
+            dw, df, dr = dw * dm, df * dm, dr * dm
+        return r, dw, df, dr
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor | None):
+        r, dw, df, dr = self._columns(x, idx)
+        return r, torch.stack([dw, df, dr], dim=2)
+
+    def normal_equations(self, x: torch.Tensor, idx: torch.Tensor | None):
+        """``(cost, J^T J, J^T r)`` from the three columns, without a batched matrix product."""
+        r, dw, df, dr = self._columns(x, idx)
+        sww, swf, swr = (dw * dw).sum(1), (dw * df).sum(1), (dw * dr).sum(1)
+        sff, sfr, srr = (df * df).sum(1), (df * dr).sum(1), (dr * dr).sum(1)
+        jtj = torch.stack([sww, swf, swr, swf, sff, sfr, swr, sfr, srr], dim=1).reshape(-1, 3, 3)
+        grad = torch.stack([(dw * r).sum(1), (df * r).sum(1), (dr * r).sum(1)], dim=1)
+        return (r * r).sum(1), jtj, grad
 
 
 def _grid_init(s: torch.Tensor, te: torch.Tensor, c: torch.Tensor, ff_lo: float, ff_hi: float,
-               r2_grid: torch.Tensor, block: int = 4096) -> torch.Tensor:
-    """Best (W, F, R2*) on the (ff, R2*) grid by variable projection (float32, in blocks)."""
+               r2_grid: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """Best (W, F, R2*) on the (ff, R2*) grid by variable projection (float32, in blocks).
+
+    ``block``: voxels per matrix product (default: cache-sized on the CPU, larger on a GPU).
+    """
+    if block is None:
+        block = 256 if s.device.type == "cpu" else 8192
     ffs = torch.linspace(ff_lo, ff_hi, 26, dtype=s.dtype, device=s.device)
     shape = torch.abs((1.0 - ffs)[:, None] + ffs[:, None] * c[None, :])  # (F, n)
     m = shape[:, None, :] * torch.exp(-r2_grid[None, :, None] * te[None, None, :])  # (F, R, n)
