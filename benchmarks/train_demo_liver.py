@@ -36,26 +36,62 @@ log = logging.getLogger("train_demo_liver")
 REPO = Path(__file__).resolve().parents[1]
 SHIP = REPO / "src" / "ukbmri" / "data" / "liver"
 
-#: cohorts: name -> (participants, seed, first eid, liver PDFF range drawn uniformly or None = the
-#: cohort's natural, skewed distribution, phantom domain). "tail" enriches training with fatty livers,
-#: which are rare in the natural distribution (a network trained without them underestimates them
-#: badly); "rand" are domain-randomised phantoms (``ukbmri synth --domain randomised``: liver PDFF
-#: 0-50 %, R2* 20-500 /s, noise x0.5-3, stronger B0 / phase / coil shading, liver and body shape
-#: jitter); "test" and "rand_test" are held out (other seeds and eids).
-COHORTS = {
-    "train": (300, 20240601, 3_000_001, None, "ordinary"),
-    "tail": (100, 20240603, 3_500_001, (5.0, 40.0), "ordinary"),
-    "rand": (300, 20240604, 3_700_001, None, "randomised"),
-    "test": (150, 20240602, 4_000_001, None, "ordinary"),
-    "rand_test": (150, 20240605, 4_500_001, None, "randomised"),
-}
-TRAIN = ("train", "tail", "rand")
-TEST = ("test", "rand_test")
-#: sized to finish in about an hour of one CPU thread (2 folds: cross-validation costs as much as the final fit)
-TEACHER = dict(folds=2, epochs=14, patience=4, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
-               seed=11)
-STUDENT = dict(folds=2, epochs=6, patience=3, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
-               seed=12)
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One way to train the demonstration weights.
+
+    ``cohorts``: name -> (participants, seed, first eid, liver PDFF range drawn uniformly or None =
+    the phantoms' own distribution, phantom domain "ordinary" / "randomised"). ``train`` cohorts are
+    pooled for training; ``test`` cohorts are held out (other seeds and eids).
+    """
+
+    cohorts: dict
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    teacher: dict
+    student: dict
+    work: Path  #: default work folder
+
+
+#: the shipped weights: ordinary phantoms only ("tail" enriches training with fatty livers, which are
+#: rare in the natural distribution; a network trained without them underestimates them badly)
+ORDINARY = Recipe(
+    cohorts={
+        "train": (600, 20240601, 3_000_001, None, "ordinary"),
+        "tail": (300, 20240603, 3_500_001, (5.0, 40.0), "ordinary"),
+        "test": (150, 20240602, 4_000_001, None, "ordinary"),
+    },
+    train=("train", "tail"),
+    test=("test",),
+    teacher=dict(folds=3, epochs=16, patience=4, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
+                 seed=11),
+    student=dict(folds=3, epochs=8, patience=3, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
+                 seed=12),
+    work=Path("/tmp/ukbmri_demo_liver"),
+)
+#: ordinary + domain-randomised phantoms ("rand", ``ukbmri synth --domain randomised``: liver PDFF
+#: 0-50 %, R2* 20-500 /s, noise x0.5-3, B0 / phase / coil shading, liver and body shapes), held-out
+#: ordinary and randomised cohorts; sized for about an hour of one CPU thread (2 folds: the
+#: cross-validation costs as much as the final fit). Measured but NOT shipped: too short a fit
+#: (see docs/synth_randomised.md).
+RANDOMISED = Recipe(
+    cohorts={
+        "train": (300, 20240601, 3_000_001, None, "ordinary"),
+        "tail": (100, 20240603, 3_500_001, (5.0, 40.0), "ordinary"),
+        "rand": (300, 20240604, 3_700_001, None, "randomised"),
+        "test": (150, 20240602, 4_000_001, None, "ordinary"),
+        "rand_test": (150, 20240605, 4_500_001, None, "randomised"),
+    },
+    train=("train", "tail", "rand"),
+    test=("test", "rand_test"),
+    teacher=dict(folds=2, epochs=14, patience=4, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
+                 seed=11),
+    student=dict(folds=2, epochs=6, patience=3, lr_patience=2, batch_size=8, lr=2e-4, validation_fraction=0.1,
+                 seed=12),
+    work=Path("/tmp/ukbmri_demo_liver_randomised"),
+)
+RECIPES = {"ordinary": ORDINARY, "randomised": RANDOMISED}
 
 
 # --------------------------------------------------------------------------- generate
@@ -73,12 +109,12 @@ def _write_one(task: tuple) -> dict:
             "liver_r2star_per_s": round(float(t.r2star[Label.LIVER]), 3)}
 
 
-def generate(work: Path, workers: int, only: tuple[str, ...] | None = None) -> None:
+def generate(work: Path, workers: int, recipe: Recipe, only: tuple[str, ...] | None = None) -> None:
     from ukbmri.engine.runner import run_tasks
     from ukbmri.io.atomic import atomic_path
     from ukbmri.synth.participant import sample_participants
 
-    for name, (n, seed, first, pdff_range, domain) in COHORTS.items():
+    for name, (n, seed, first, pdff_range, domain) in recipe.cohorts.items():
         if only and name not in only:
             continue
         out = work / name
@@ -103,19 +139,19 @@ def generate(work: Path, workers: int, only: tuple[str, ...] | None = None) -> N
 
 
 # --------------------------------------------------------------------------- tensors
-def train_truth(work: Path) -> Path:
+def train_truth(work: Path, recipe: Recipe) -> Path:
     """One truth table for all training cohorts."""
     path = work / "train_all_truth.csv"
     if not path.is_file():
-        pd.concat([pd.read_csv(work / c / "truth.csv") for c in TRAIN]).to_csv(path, index=False)
+        pd.concat([pd.read_csv(work / c / "truth.csv") for c in recipe.train]).to_csv(path, index=False)
     return path
 
 
-def tensors(work: Path, workers: int) -> None:
+def tensors(work: Path, workers: int, recipe: Recipe) -> None:
     from ukbmri.train.liver_data import build_liver_data, save_liver_data
 
-    sets = {"trainall": ([work / c for c in TRAIN], train_truth(work))}
-    sets.update({name: ([work / name], work / name / "truth.csv") for name in TEST})
+    sets = {"trainall": ([work / c for c in recipe.train], train_truth(work, recipe))}
+    sets.update({name: ([work / name], work / name / "truth.csv") for name in recipe.test})
     for name, (folders, truth) in sets.items():
         for kind in ("teacher", "student"):
             cache = work / f"{name}_{kind}.npz"
@@ -165,23 +201,23 @@ def stress_tensors(work: Path) -> None:
 
 
 # --------------------------------------------------------------------------- train
-def teacher(work: Path, mean_variance: bool = True, out_name: str = "teacher") -> Path:
+def teacher(work: Path, recipe: Recipe, mean_variance: bool = True, out_name: str = "teacher") -> Path:
     from ukbmri.train.liver import train_teacher
     from ukbmri.train.liver_data import load_liver_data
 
     data = load_liver_data(work / "trainall_teacher.npz")
     return train_teacher(data, work / out_name, mean_variance=mean_variance, demonstration_only=True,
-                         overwrite=True, **TEACHER)
+                         overwrite=True, **recipe.teacher)
 
 
-def student(work: Path) -> Path:
+def student(work: Path, recipe: Recipe) -> Path:
     from ukbmri.train.distill import distill
     from ukbmri.train.liver_data import load_liver_data
 
     gre = load_liver_data(work / "trainall_teacher.npz")
     ideal = load_liver_data(work / "trainall_student.npz")
-    return distill(work / "teacher", gre, ideal, work / "student", labels=train_truth(work),
-                   demonstration_only=True, overwrite=True, **STUDENT)
+    return distill(work / "teacher", gre, ideal, work / "student", labels=train_truth(work, recipe),
+                   demonstration_only=True, overwrite=True, **recipe.student)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -213,7 +249,7 @@ def _metrics(y: np.ndarray, mean: np.ndarray, var: np.ndarray | None) -> dict:
     return out
 
 
-def evaluate(work: Path) -> dict:
+def evaluate(work: Path, recipe: Recipe) -> dict:
     """Held-out cohorts x {new weights under ``work``, shipped weights}: overall and subgroup metrics."""
     from ukbmri.infer.liver_nets import load_liver_net, predict_prepared
     from ukbmri.train.liver_report import liver_report
@@ -226,7 +262,7 @@ def evaluate(work: Path) -> dict:
     weights = {"new": work, "shipped": before}
     nets = {(w, k): load_liver_net(folder / k) for w, folder in weights.items() for k in ("teacher", "student")}
     table: dict = {}
-    for name in (*TEST, "stress_heldout"):
+    for name in (*recipe.test, "stress_heldout"):
         tx, sx, ty, sy, eids = _cohort_inputs(work, name)
         for w in weights:
             t0 = time.perf_counter()
@@ -251,13 +287,13 @@ def evaluate(work: Path) -> dict:
                               "student_variance_percent2": s_var if s_var is not None else np.nan}).to_csv(
                     work / "test_predictions.csv", index=False)
     results["held_out"] = table
-    train = pd.read_csv(train_truth(work))
+    train = pd.read_csv(train_truth(work, recipe))
     results["sizes"] = {"train_participants": int(len(train)),
-                        **{f"train_{c}": COHORTS[c][0] for c in TRAIN},
+                        **{f"train_{c}": recipe.cohorts[c][0] for c in recipe.train},
                         "train_fraction_above_5_5": float(np.mean(train["liver_pdff_percent"] >= 5.5)),
                         "train_fraction_above_30": float(np.mean(train["liver_pdff_percent"] >= 30.0)),
                         "train_fraction_r2star_above_150": float(np.mean(train["liver_r2star_per_s"] >= 150.0)),
-                        **{f"{c}_participants": COHORTS[c][0] for c in TEST},
+                        **{f"{c}_participants": recipe.cohorts[c][0] for c in recipe.test},
                         "stress_heldout_cases_per_protocol": STRESS[0]}
     timings = work / "timings.json"
     steps = json.loads(timings.read_text()) if timings.is_file() else {}
@@ -308,30 +344,23 @@ liver-teacher` and `ukbmri distill`. `model.json` says `"demonstration_only": tr
 | `student/` | ml4h liver student (PyTorch) | 20254 IDEAL `(36, 232, 256)` | {student_head} |
 
 ## How they were trained
-Reproduce with `python benchmarks/train_demo_liver.py all` (CPU, one torch thread: about
-{minutes} minutes of training after the phantoms are written).
+Reproduce with `python benchmarks/train_demo_liver.py all --recipe {recipe}` (CPU; measured
+training time {minutes} minutes with {threads} torch thread(s), after the phantoms are written).
 
-* Train cohort ({n_train} participants): {n_ord} ordinary synthetic participants with the cohort's
-  natural (skewed) liver-fat distribution (seed {train_seed}), {n_tail} with liver PDFF drawn
-  uniformly from 5-40 % (seed {tail_seed}), and {n_rand} domain-randomised participants
-  (`ukbmri synth --domain randomised`, seed {rand_seed}: liver PDFF uniform 0-50 %, R2* log-uniform
-  20-500 /s, noise x0.5-3, stronger B0 / receive-phase fields and coil shading, liver shape, size
-  and position, touching organs, body shapes; see `docs/synth_randomised.md`).
-* Held out, never seen in training: `test` = {n_test} ordinary participants (seed {test_seed}, other
-  eids), `rand_test` = {n_rand_test} randomised participants (seed {rand_test_seed}), and
-  `stress_heldout` = {n_stress} single-slice cases per protocol from the held-out variant of
-  `ukbmri.synth.liver_stress` (a different generator: star-shaped organs, other contrasts; rendered
-  as magnitude tensors, the IDEAL echoes repeated over the 6 dynamics; evaluation only).
+* Train cohorts ({n_train} participants): {train_lines}.
+* Held out, never seen in training: {test_lines}; and `stress_heldout` = {n_stress} single-slice
+  cases per protocol from the held-out variant of `ukbmri.synth.liver_stress` (another generator:
+  star-shaped organs, other contrasts; rendered as magnitude tensors, the IDEAL echoes repeated
+  over the 6 dynamics; evaluation only).
 * Teacher: {teacher_cfg}; labels = phantom liver PDFF (%).
-* Student: distilled from the teacher's predictions on the same train cohort: {student_cfg}.
+* Student: distilled from the teacher's predictions on the same train cohorts: {student_cfg}.
 {restart_notes}
 ## Held-out test cohort `test` ({n_test} ordinary participants)
 | comparison | MAE (pp) | Pearson r | R^2 | bias (pp) | steatosis (>= 5.5 %) accuracy | 95 % interval coverage |
 |---|---|---|---|---|---|---|
 {test_rows}
 
-## Held-out cohorts: these weights ("new") vs the previous weights ("previous")
-The previous weights were trained on ordinary phantoms only (600 natural + 300 with PDFF 5-40 %).
+## Held-out cohorts: these weights ("new") vs the weights shipped before them ("previous")
 MAE and bias in percentage points of PDFF; cov95 = fraction of truths inside the calibrated 95 %
 interval. Subgroups by the truth of each case (empty subgroups left out).
 
@@ -351,7 +380,20 @@ def _fmt(v, f=".3f") -> str:
         return "-"
 
 
-def ship(work: Path) -> None:
+def _describe(name: str, spec: tuple) -> str:
+    n, seed, _, pdff_range, domain = spec
+    if domain == "randomised":
+        what = ("domain-randomised participants (`ukbmri synth --domain randomised`: liver PDFF uniform 0-50 %, "
+                "R2* log-uniform 20-500 /s, noise x0.5-3, B0 / receive-phase fields and coil shading, liver shape, "
+                "size and position, touching organs, body shapes; `docs/synth_randomised.md`)")
+    elif pdff_range is not None:
+        what = f"ordinary participants with liver PDFF drawn uniformly from {pdff_range[0]:g}-{pdff_range[1]:g} %"
+    else:
+        what = "ordinary participants with the cohort's natural (skewed) liver-fat distribution"
+    return f"`{name}` = {n} {what} (seed {seed})"
+
+
+def ship(work: Path, recipe: Recipe) -> None:
     res = json.loads((work / "test_metrics.json").read_text())
     SHIP.mkdir(parents=True, exist_ok=True)
     for kind in ("teacher", "student"):
@@ -382,13 +424,14 @@ def ship(work: Path) -> None:
                          f"and was re-initialised {final['restarts']} time(s) (`model.json`, training.history.final).\n")
     text = README.format(restart_notes="".join(notes),
         teacher_head=head["teacher"], student_head=head["student"],
-        minutes=_fmt(res.get("training_minutes"), ".0f"),
-        n_train=sum(COHORTS[c][0] for c in TRAIN), n_ord=COHORTS["train"][0], train_seed=COHORTS["train"][1],
-        n_test=COHORTS["test"][0], n_tail=COHORTS["tail"][0], tail_seed=COHORTS["tail"][1],
-        n_rand=COHORTS["rand"][0], rand_seed=COHORTS["rand"][1], n_rand_test=COHORTS["rand_test"][0],
-        rand_test_seed=COHORTS["rand_test"][1], n_stress=STRESS[0], held_out_rows=held_out_table(res["held_out"]),
-        test_seed=COHORTS["test"][1], teacher_cfg=", ".join(f"{k} {v}" for k, v in TEACHER.items()),
-        student_cfg=", ".join(f"{k} {v}" for k, v in STUDENT.items()),
+        recipe=next(k for k, v in RECIPES.items() if v == recipe),
+        minutes=_fmt(res.get("training_minutes"), ".0f"), threads=res.get("step_seconds", {}).get("threads", "-"),
+        n_train=sum(recipe.cohorts[c][0] for c in recipe.train),
+        train_lines="; ".join(_describe(c, recipe.cohorts[c]) for c in recipe.train),
+        test_lines="; ".join(_describe(c, recipe.cohorts[c]) for c in recipe.test),
+        n_test=recipe.cohorts["test"][0], n_stress=STRESS[0], held_out_rows=held_out_table(res["held_out"]),
+        teacher_cfg=", ".join(f"{k} {v}" for k, v in recipe.teacher.items()),
+        student_cfg=", ".join(f"{k} {v}" for k, v in recipe.student.items()),
         test_rows=test_rows, cv_rows="\n".join(cv_rows))
     (SHIP / "README.md").write_text(text)
     log.info("shipped to %s", SHIP)
@@ -397,13 +440,17 @@ def ship(work: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=["generate", "tensors", "teacher", "student", "evaluate", "ship", "all"])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/ukbmri_demo_liver"))
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="ordinary",
+                    help="ordinary: the shipped weights; randomised: + domain-randomised phantoms (measured, not shipped)")
+    ap.add_argument("--work", type=Path, default=None, help="work folder (default: the recipe's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the timings in the README use 1)")
     ap.add_argument("--cohorts", default="", help="generate: only these comma-separated cohorts")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args.work.mkdir(parents=True, exist_ok=True)
+    recipe = RECIPES[args.recipe]
+    work = args.work or recipe.work
+    work.mkdir(parents=True, exist_ok=True)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -411,22 +458,22 @@ def main() -> None:
     for step in steps:
         t0 = time.perf_counter()
         if step == "generate":
-            generate(args.work, args.workers, tuple(c for c in args.cohorts.split(",") if c) or None)
+            generate(work, args.workers, recipe, tuple(c for c in args.cohorts.split(",") if c) or None)
         elif step == "tensors":
-            tensors(args.work, args.workers)
+            tensors(work, args.workers, recipe)
         elif step == "teacher":
-            teacher(args.work)
+            teacher(work, recipe)
         elif step == "student":
-            student(args.work)
+            student(work, recipe)
         elif step == "evaluate":
-            evaluate(args.work)
+            evaluate(work, recipe)
         else:
-            ship(args.work)
+            ship(work, recipe)
         dt = time.perf_counter() - t0
         log.info("step %s done in %.0f s", step, dt)
-        timings = args.work / "timings.json"
+        timings = work / "timings.json"
         done = json.loads(timings.read_text()) if timings.is_file() else {}
-        timings.write_text(json.dumps({**done, step: round(dt, 1)}, indent=2) + "\n")
+        timings.write_text(json.dumps({**done, step: round(dt, 1), "threads": args.threads}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
