@@ -97,3 +97,11 @@ def test_noise_scale_scales_the_background(tmp_path):
         t = gre_tensor(read_zip(path, expect_field=20203))
         means.append(float(t[:, :6, :].mean()))  # anterior rows: air above the body
     assert means[1] / means[0] == pytest.approx(3.0, rel=0.15)
+
+
+def test_cli_domain_rejects_liver_stress(tmp_path):
+    res = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path / "x"), "--liver-stress", "train",
+                                   "--domain", "randomised"])
+    assert res.exit_code != 0 and "--domain" in res.output
+    res = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path / "y"), "--domain", "other"])
+    assert res.exit_code != 0

@@ -70,6 +70,9 @@ def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, work
                                     path=out_dir, found=f"{len(held)} files, e.g. {held[0]}")
 
     if liver_stress is not None:
+        if domain != "ordinary":
+            raise click.BadParameter("--liver-stress writes its own randomised slices; leave --domain out",
+                                     param_hint="--domain")
         df = write_stress_cohort(out_dir, participants, seed, variant=liver_stress)
         click.echo(f"wrote {len(df)} liver stress cases ({liver_stress}) to {out_dir}")
         return
