@@ -38,12 +38,16 @@ def _fields(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--first-eid", default=1000001, show_default=True, type=click.IntRange(min=1), help="eid of participant 0.")
 @click.option("--instance", default=2, show_default=True, type=click.IntRange(min=0), help="Visit instance in file names.")
 @click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a cohort (zips or truth.csv).")
+@click.option("--domain", type=click.Choice(["ordinary", "randomised"]), default="ordinary", show_default=True,
+              help="Phantom domain: 'randomised' widens liver PDFF (0-50 %), R2* (20-500 /s), liver shape, size "
+                   "and position, touching organs, body shape, noise (x0.5-3), B0 / phase fields and coil shading "
+                   "(training data for robust liver networks; see docs/synth_randomised.md).")
 @click.option("--liver-stress", "liver_stress", type=click.Choice(["train", "heldout"]), default=None,
               help="Instead of UK Biobank zips, write domain-randomised single-slice liver phantoms (NIfTI magnitude "
                    "+ phase, drawn liver mask, liver_stress_truth.csv) from this generator variant; 'heldout' is "
                    "for accuracy tests only, never for tuning.")
 def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, workers: int, first_eid: int, instance: int,
-          overwrite: bool, liver_stress) -> None:
+          overwrite: bool, domain: str, liver_stress) -> None:
     """Write a synthetic cohort in UK Biobank bulk format.
 
     Per participant and field OUT/<eid>_<field>_<instance>_0.zip (real DICOM: 20201 Dixon
@@ -66,6 +70,9 @@ def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, work
                                     path=out_dir, found=f"{len(held)} files, e.g. {held[0]}")
 
     if liver_stress is not None:
+        if domain != "ordinary":
+            raise click.BadParameter("--liver-stress writes its own randomised slices; leave --domain out",
+                                     param_hint="--domain")
         df = write_stress_cohort(out_dir, participants, seed, variant=liver_stress)
         click.echo(f"wrote {len(df)} liver stress cases ({liver_stress}) to {out_dir}")
         return
@@ -84,5 +91,6 @@ def synth(out_dir: Path, participants: int, seed: int, fields, quirk_specs, work
             first_eid=first_eid,
             instance=instance,
             progress=bar.update,
+            domain=domain,
         )
     click.echo(f"wrote {len(df)} participants x {len(fields)} fields to {out_dir} (truth: {out_dir / TRUTH_FILE})")

@@ -288,13 +288,26 @@ class _Builder:
         z_top = zh(LIVER_TOP)
         ra, rb, rc = 0.50 * a0 * ls, 0.78 * b0 * ls, 0.044 * H * ls
         z_lc = z_top - rc
-        right_lobe = Ellipsoid((cx_l - a_l + ra + 4.0, back - 0.96 * b0, z_lc), (ra, rb, rc))
+        centre = (cx_l - a_l + ra + 4.0, back - 0.96 * b0, z_lc)
+        left_scale, angle = ls, 0.0
+        j = p.domain
+        if j is not None:  # domain randomisation: liver shape, size and position
+            ra, rb, rc = ra * j.liver_axes_scale[0], rb * j.liver_axes_scale[1], rc * j.liver_axes_scale[2]
+            centre = tuple(c + d for c, d in zip(centre, j.liver_shift_mm))
+            z_top, z_lc = centre[2] + rc, centre[2]
+            left_scale, angle = ls * j.left_lobe_scale ** (1.0 / 3.0), j.liver_angle_deg
+        right_lobe = Ellipsoid(centre, (ra, rb, rc), angle)
         left_lobe = Ellipsoid(
-            (cx_l + 0.08 * a0, back - 1.42 * b0, z_top - 0.03 * H), (0.42 * a0 * ls, 0.36 * b0 * ls, 0.026 * H * ls)
+            (cx_l + 0.08 * a0, back - 1.42 * b0, z_top - 0.03 * H),
+            (0.42 * a0 * left_scale, 0.36 * b0 * left_scale, 0.026 * H * left_scale),
         )
         organ_over = _CAVITY_CONTENT + (Label.LUNG,)
         self.paint(right_lobe, Label.LIVER, over=organ_over)
         self.paint(left_lobe, Label.LIVER, over=organ_over)
+        if j is not None and j.riedel > 0:  # inferior (Riedel) extension of the right lobe
+            cx, cy, cz = centre
+            riedel = Ellipsoid((cx - 0.25 * ra, cy, cz - 0.8 * rc), (0.45 * ra, 0.6 * rb, j.riedel * rc))
+            self.paint(riedel, Label.LIVER, over=organ_over)
         ss = p.spleen_scale ** (1.0 / 3.0)
         sa, sb, sc = 0.18 * a0 * ss, 0.45 * b0 * ss, 0.028 * H * ss
         spleen = Ellipsoid((cx_l + a_l - sa - 8.0, back - 0.55 * b0, z_lc + 0.004 * H), (sa, sb, sc), -35.0)
@@ -302,13 +315,29 @@ class _Builder:
         ks = (1.15 * p.kidney_scale) ** (1.0 / 3.0)
         cx_k, _, _, _, a_k, b_k, back_k = self.cav(0.64)
         for side, frac in ((-1.0, 0.637), (1.0, 0.645)):
+            rise = j.kidney_rise_mm if (j is not None and side < 0) else 0.0
             kidney = Ellipsoid(
-                (cx_k + side * 0.42 * a_k, back_k - 0.40 * b_k, zh(frac)),
+                (cx_k + side * 0.42 * a_k, back_k - 0.40 * b_k, zh(frac) + rise),
                 (0.20 * a_k * ks, 0.27 * b_k * ks, 0.030 * H * ks),
                 side * 20.0,
             )
-            self.paint(kidney, Label.KIDNEY, over=(Label.VAT, Label.BOWEL))
+            self.paint(kidney, Label.KIDNEY, over=(Label.VAT, Label.BOWEL) + ((Label.LIVER,) if rise else ()))
+        if j is not None:
+            self._touching_organs(j, right_lobe, left_lobe)
         return _Liver(right_lobe, z_top, z_lc, back, b0)
+
+    def _touching_organs(self, j, right_lobe: Ellipsoid, left_lobe: Ellipsoid) -> None:
+        """Domain randomisation: a fluid gallbladder under the right lobe, a stomach against the left lobe."""
+        (cx, cy, cz), (ra, rb, rc) = right_lobe.center, right_lobe.axes
+        if j.gallbladder > 0:
+            g = j.gallbladder
+            gb = Ellipsoid((cx + 0.55 * ra, cy - 0.55 * rb, cz - 0.55 * rc), (14.0 * g, 16.0 * g, 35.0 * g), 30.0)
+            self.paint(gb, Label.CSF, over=_CAVITY_CONTENT + (Label.LIVER,))
+        if j.stomach > 0:
+            s = j.stomach
+            (lx, ly, lz), (la, lb, lc) = left_lobe.center, left_lobe.axes
+            st = Ellipsoid((lx + 0.9 * la + 25.0 * s, ly + 0.4 * lb + 10.0, lz - 0.3 * lc), (45.0 * s, 35.0 * s, 50.0 * s), -20.0)
+            self.paint(st, Label.BOWEL, over=_CAVITY_CONTENT)
 
     def vessels(self, vb: EllipticTube, liver: _Liver) -> None:
         """Aorta, inferior vena cava (through the posterior liver), portal and hepatic veins."""

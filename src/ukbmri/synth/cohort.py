@@ -65,6 +65,7 @@ def write_cohort(
     first_eid: int = 1000001,
     instance: int = 2,
     progress: Callable[[int], None] | None = None,
+    domain: str = "ordinary",
 ) -> pd.DataFrame:
     """Write ``n`` participants' zips and ``out_dir/truth.csv``; return the truth table.
 
@@ -76,6 +77,8 @@ def write_cohort(
         Processes to use (1 = in this process). The output does not depend on it.
     progress:
         Called with the number of participants just finished (1) after each one.
+    domain:
+        ``"ordinary"`` or ``"randomised"`` (domain-randomised phantoms, :mod:`ukbmri.synth.domain`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +87,7 @@ def write_cohort(
     bad = [i for i in quirks if not 0 <= i < n]
     if bad:
         raise ValueError(f"quirk participant indices {bad} outside 0..{n - 1}")
-    people = sample_participants(n, np.random.default_rng(seed), first_eid=first_eid)
+    people = sample_participants(n, np.random.default_rng(seed), first_eid=first_eid, domain=domain)
     jobs = [(p, out, seed, i, fields, quirks.get(i, Quirks()), instance) for i, p in enumerate(people)]
     rows: list[dict[str, object]] = []
     if workers <= 1 or n <= 1:
@@ -102,5 +105,5 @@ def write_cohort(
     df = pd.DataFrame(rows, columns=[*TRUTH_COLUMNS, "quirks"]).sort_values("eid").reset_index(drop=True)
     with atomic_path(out / TRUTH_FILE) as tmp:
         df.to_csv(tmp, index=False)
-    log.info("wrote %d participants (fields %s) to %s", n, ",".join(map(str, fields)), out)
+    log.info("wrote %d %s participants (fields %s) to %s", n, domain, ",".join(map(str, fields)), out)
     return df

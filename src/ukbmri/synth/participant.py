@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from ukbmri.synth.body import approx_mass_kg
+from ukbmri.synth.domain import DOMAINS, PDFF_RANGE, R2STAR_RANGE, DomainJitter, sample_jitter
 
-__all__ = ["Participant", "sample_participants", "sample_participant", "STATION_SPECS"]
+__all__ = ["Participant", "sample_participants", "sample_participant", "sample_randomised_participant", "STATION_SPECS"]
 
 #: 20201 stations: (rows, columns, slices, slice spacing mm), head to foot
 STATION_SPECS: tuple[tuple[int, int, int, float], ...] = (
@@ -69,6 +70,7 @@ class Participant:
     ideal_slice_dz_mm: float  #: 20254 slice z relative to the liver centre
     visit: str  #: ISO date-time of the start of the imaging session
     texture_waves: tuple[tuple[float, float, float, float], ...]  #: visceral fat texture
+    domain: DomainJitter | None = None  #: domain randomisation (None = ordinary phantom)
 
     @property
     def visit_datetime(self) -> datetime:
@@ -195,8 +197,45 @@ def sample_participant(rng: np.random.Generator, eid: int) -> Participant:
     return _calibrate_fat(p, target)
 
 
-def sample_participants(n: int, rng: np.random.Generator, *, first_eid: int = 1000001) -> list[Participant]:
-    """Draw ``n`` participants with eids ``first_eid, first_eid + 1, ...``."""
+def sample_randomised_participant(rng: np.random.Generator, eid: int) -> Participant:
+    """Draw one domain-randomised participant (:mod:`ukbmri.synth.domain`).
+
+    An ordinary participant with independent body-shape factors, liver PDFF uniform in
+    :data:`~ukbmri.synth.domain.PDFF_RANGE`, R2* log-uniform in
+    :data:`~ukbmri.synth.domain.R2STAR_RANGE`, a wider slice position and a
+    :class:`~ukbmri.synth.domain.DomainJitter`; all drawn from ``rng``.
+    """
+    p = sample_participant(rng, eid)
+    pdff = float(rng.uniform(*PDFF_RANGE))
+    r2 = float(np.exp(rng.uniform(np.log(R2STAR_RANGE[0]), np.log(R2STAR_RANGE[1]))))
+    body = np.exp(rng.normal(0.0, [0.05, 0.15, 0.35, 0.45]))  # frame, muscle, SAT, VAT
+    p = replace(
+        p,
+        frame=round(float(np.clip(p.frame * body[0], 0.82, 1.18)), 5),
+        muscle=round(float(np.clip(p.muscle * body[1], 0.4, 1.7)), 5),
+        sat=round(float(np.clip(p.sat * body[2], 0.08, 6.0)), 6),
+        vat=round(float(np.clip(p.vat * body[3], 0.08, 6.0)), 6),
+        liver_pdff_percent=round(pdff, 3),
+        liver_r2star_per_s=round(r2, 2),
+        liver_scale=round(float(p.liver_scale * np.exp(rng.normal(0.0, 0.15))), 5),
+        spleen_scale=round(float(p.spleen_scale * np.exp(rng.normal(0.0, 0.25))), 5),
+        gre_slice_dz_mm=round(float(rng.uniform(-18.0, 18.0)), 3),
+        ideal_slice_dz_mm=round(float(rng.uniform(-18.0, 18.0)), 3),
+    )
+    return replace(p, domain=sample_jitter(rng))
+
+
+def sample_participants(
+    n: int, rng: np.random.Generator, *, first_eid: int = 1000001, domain: str = "ordinary"
+) -> list[Participant]:
+    """Draw ``n`` participants with eids ``first_eid, first_eid + 1, ...``.
+
+    ``domain``: ``"ordinary"`` (UK-Biobank-like cohort) or ``"randomised"``
+    (:func:`sample_randomised_participant`).
+    """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    return [sample_participant(rng, first_eid + i) for i in range(n)]
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
+    draw = sample_participant if domain == "ordinary" else sample_randomised_participant
+    return [draw(rng, first_eid + i) for i in range(n)]

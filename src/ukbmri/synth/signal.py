@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ukbmri.physics.spectrum import SIX_PEAK, signal
+from ukbmri.synth.domain import wave_sum
 from ukbmri.synth.tissues import TissueTable
 
 __all__ = [
@@ -73,20 +74,30 @@ class ScannerFields:
     centre: tuple[float, float, float]  #: (x, y, z) centre of the fields, mm
     b0_hz: tuple[float, ...]  #: (offset, d/dx, d/dy, d/dz per 100 mm, x^2 - y^2, xy) Hz
     phase0: tuple[float, float, float]  #: receive phase: offset, d/dx, d/dy (rad per 100 mm)
+    #: domain randomisation (:mod:`ukbmri.synth.domain`): extra B0 waves (Hz) and coil shading
+    #: ``exp(sum of waves)``, each ``(kx, ky, kz rad/mm, phase, amplitude)``; empty = none
+    b0_waves: tuple[tuple[float, float, float, float, float], ...] = ()
+    coil_waves: tuple[tuple[float, float, float, float, float], ...] = ()
 
     def coil(self, x, y, z) -> np.ndarray:
         """Receive sensitivity (broadcasting x, y, z arrays in mm)."""
         cx, cy, cz = self.centre
         u = (y - cy) / 150.0
         c = (1.0 + self.coil_ap * u * u) * (1.0 + self.coil_lr * np.cos(2 * np.pi * (x - cx) / 700.0 + self.coil_lr_phase))
-        return c * (1.0 + self.coil_si * np.cos(2 * np.pi * (z - cz) / 900.0 + self.coil_si_phase))
+        c = c * (1.0 + self.coil_si * np.cos(2 * np.pi * (z - cz) / 900.0 + self.coil_si_phase))
+        if self.coil_waves:
+            c = c * np.exp(wave_sum(self.coil_waves, x, y, z, self.centre))
+        return c
 
     def b0(self, x, y, z) -> np.ndarray:
         """Off-resonance in Hz."""
         cx, cy, cz = self.centre
         u, v, w = (x - cx) / 100.0, (y - cy) / 100.0, (z - cz) / 100.0
         o, gx, gy, gz, q, s = self.b0_hz
-        return o + gx * u + gy * v + gz * w + q * (u * u - v * v) + s * u * v
+        f = o + gx * u + gy * v + gz * w + q * (u * u - v * v) + s * u * v
+        if self.b0_waves:
+            f = f + wave_sum(self.b0_waves, x, y, z, self.centre)
+        return f
 
     def receive_phase(self, x, y) -> np.ndarray:
         cx, cy, _ = self.centre

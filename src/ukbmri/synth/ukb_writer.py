@@ -41,6 +41,7 @@ from ukbmri.io.atomic import atomic_path
 from ukbmri.synth.anatomy import Phantom, build_phantom
 from ukbmri.io.synthetic import mark_synthetic
 from ukbmri.synth.dicomenc import SeriesEncoder, format_ds, make_uid
+from ukbmri.synth.domain import randomise_scanner_fields
 from ukbmri.synth.layout import (
     LiverScan,
     SliceGeometry,
@@ -292,10 +293,15 @@ def _liver_slice(phantom: Phantom, fields: ScannerFields, g: SliceGeometry, te_m
     return multiecho_images(labels, phantom.tissues, coil, b0, phase0, te_ms, rng, gain=gain, sigma=sigma)
 
 
+def _noise_scale(p: Participant) -> float:
+    """Domain randomisation: the participant's noise factor for the liver series (1 = ordinary)."""
+    return 1.0 if p.domain is None else p.domain.noise_scale
+
+
 def _write_gre(out: _UkbZip, s: _Session, phantom: Phantom, fields: ScannerFields, scan: LiverScan, base: int) -> None:
     g = scan.geometry
     rng = np.random.default_rng([base, 20203])
-    mags, phases = _liver_slice(phantom, fields, g, GRE_TE_MS, rng, gain=GRE_GAIN, sigma=GRE_SIGMA)
+    mags, phases = _liver_slice(phantom, fields, g, GRE_TE_MS, rng, gain=GRE_GAIN, sigma=GRE_SIGMA * _noise_scale(s.p))
     number = scan.series_number
     series_uid = s.uid(20203, "series", number)
     common = dict(
@@ -316,7 +322,8 @@ def _write_ideal(out: _UkbZip, s: _Session, phantom: Phantom, fields: ScannerFie
     for d, acquired in enumerate(scan.acquired):
         rng = np.random.default_rng([base, 20254, d])
         shift = (float(rng.uniform(-1.0, 1.0)), float(rng.uniform(-2.0, 2.0)))  # breathing: (dy, dz) mm
-        mags, phases = _liver_slice(phantom, fields, g, IDEAL_TE_MS, rng, gain=IDEAL_GAIN, sigma=IDEAL_SIGMA, shift=shift)
+        mags, phases = _liver_slice(phantom, fields, g, IDEAL_TE_MS, rng, gain=IDEAL_GAIN,
+                                    sigma=IDEAL_SIGMA * _noise_scale(s.p), shift=shift)
         for kind, images, k in (("M", mags, 0), ("P", phases, 1)):
             number = scan.series_number + 2 * d + k
             series_uid = s.uid(20254, "series", number)
@@ -379,6 +386,8 @@ def write_participant(
     scanner = sample_scanner_fields(
         np.random.default_rng([base, 1]), (lm["x_body"], phantom.y_back - 120.0, lm["z_liver_centre"])
     )
+    if p.domain is not None:
+        scanner = randomise_scanner_fields(scanner, p.domain)
     scans = dixon_scans(p, quirks)
     session = _Session(
         p=p,
