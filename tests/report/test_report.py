@@ -277,3 +277,17 @@ def test_columns_and_truth_coverage():
     s = truth_stats(truth_frame(t, truth, pairs), pairs).iloc[0]
     assert s.n == 4 and s.coverage95 == pytest.approx(0.75) and s.n_with_interval == 4
     assert s.mae == pytest.approx((0.5 + 0 + 6 + 0.5) / 4) and s.bias == pytest.approx((-0.5 + 0 - 6 + 0.5) / 4)
+
+
+def test_plots_drawn_in_two_processes_equal_the_serial_ones(synth, tmp_path):
+    """``workers=2`` draws the stale plots in a process pool: same files, same pixels, same report."""
+    data = _data(synth, tmp_path, sample_size=4)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    a = write_reports(serial, data)
+    b = write_reports(parallel, data, workers=2)
+    plots = sorted(p.name for p in (serial / "report_files").glob("*.png"))
+    assert len(plots) >= 3 and plots == sorted(p.name for p in (parallel / "report_files").glob("*.png"))
+    for name in plots:
+        assert (serial / "report_files" / name).read_bytes() == (parallel / "report_files" / name).read_bytes(), name
+    assert [p.relative_to(serial) for p in a] == [p.relative_to(parallel) for p in b]
+    assert (serial / "report.html").read_text() == (parallel / "report.html").read_text()

@@ -450,4 +450,5 @@ def _report(out: Path, table, fails, opts: RunOptions, notes, manifest) -> None:
         return rois
 
     write_reports(out, ReportData(table=table, failures=fails, body_image=body_image, liver_rois=liver_rois,
-                                  truth=truth, truth_pairs=TRUTH_PAIRS, notes=tuple(notes), run_info=manifest))
+                                  truth=truth, truth_pairs=TRUTH_PAIRS, notes=tuple(notes), run_info=manifest),
+                  workers=opts.workers if opts.backend == "local" else 1)

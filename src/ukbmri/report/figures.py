@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ class Plot:
     name: str  # file name, e.g. "hist_01.png"
     title: str
     frame: pd.DataFrame  # the columns it is drawn from
-    draw: Callable[[pd.DataFrame], object]  # frame -> matplotlib Figure
+    draw: Callable[[pd.DataFrame], object]  # frame -> matplotlib Figure (a module-level function or partial: picklable)
     key: str = ""  # anything else the drawing depends on
 
     def digest(self) -> str:
@@ -127,8 +128,7 @@ def agreement_plots(table: pd.DataFrame, pairs: Sequence[tuple[str, str, str]]) 
     """One Bland-Altman plot per liver method pair."""
     out = []
     for i, (a, b, title) in enumerate(pairs):
-        out.append(Plot(f"bland_altman_{i + 1:02d}.png", title, table[[a, b]],
-                        lambda df, t=title: _draw_agreement(df, t)))
+        out.append(Plot(f"bland_altman_{i + 1:02d}.png", title, table[[a, b]], partial(_draw_agreement, title=title)))
     return out
 
 
@@ -145,8 +145,8 @@ def width_plots(table: pd.DataFrame, intervals: Sequence[tuple[str, str, str]]) 
     for i, chunk in enumerate(_chunks(list(intervals))):
         cols = [c for _, lo, hi in chunk for c in (lo, hi)]
         names = [v for v, _, _ in chunk]
-        out.append(Plot(f"widths_{i + 1:02d}.png", "interval widths", table[cols],
-                        lambda df, n=names: _draw_widths(df, n), key=repr(names)))
+        out.append(Plot(f"widths_{i + 1:02d}.png", "interval widths", table[cols], partial(_draw_widths, names=names),
+                        key=repr(names)))
     return out
 
 
@@ -180,5 +180,5 @@ def truth_plots(merged: pd.DataFrame, pairs: Mapping[str, str]) -> list[Plot]:
             cols += [p, f"truth__{t}"] + [c for c in (companion(merged.columns, p, "ci95_low"),
                                                       companion(merged.columns, p, "ci95_high")) if c]
         out.append(Plot(f"truth_{i + 1:02d}.png", "against the truth", merged[list(dict.fromkeys(cols))],
-                        lambda df, s=sub: _draw_truth(df, s), key=repr(sorted(sub.items()))))
+                        partial(_draw_truth, pairs=sub), key=repr(sorted(sub.items()))))
     return out

@@ -43,17 +43,20 @@ _SECTIONS = {
 }
 
 
-def write_reports(out: str | os.PathLike[str], data: ReportData) -> list[Path]:
+def write_reports(out: str | os.PathLike[str], data: ReportData, *, workers: int = 1) -> list[Path]:
     """Write the HTML and Markdown reports into ``out``; returns ``[report.html, report.md]``
-    followed by the list pages and plots (thumbnails are not listed)."""
+    followed by the list pages and plots (thumbnails are not listed).
+
+    ``workers > 1``: plots that need drawing are drawn in that many processes at once.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     folder = out / FILES
     folder.mkdir(parents=True, exist_ok=True)
     state = ReportState(folder)
     m = build_model(data)
-    plot_files = {sec: [_ensure_plot(p, state) for p in plots] for sec, plots in m.plots.items()}
-    plot_files = {sec: [f for f in names if f] for sec, names in plot_files.items()}
+    drawn = _draw_stale([p for plots in m.plots.values() for p in plots], state, workers)
+    plot_files = {sec: [p.name for p in plots if drawn.get(p.name, True)] for sec, plots in m.plots.items()}
 
     table = data.table if data.table is not None else pd.DataFrame()
     maker = CardMaker(data, table, m.value_cols, state, prefix=f"{FILES}/")
@@ -80,22 +83,43 @@ def write_reports(out: str | os.PathLike[str], data: ReportData) -> list[Path]:
     return [out / "report.html", out / "report.md"] + [folder / p for p in poi_pages + fail_pages] + plots
 
 
-def _ensure_plot(plot: Plot, state: ReportState) -> str | None:
-    if state.fresh(plot.name, plot.digest()):
-        return plot.name
+def _draw_stale(plots: list[Plot], state: ReportState, workers: int) -> dict[str, bool]:
+    """Draw the plots whose inputs changed; ``{name: drawn or kept}`` for those (False: failed)."""
+    stale = [p for p in plots if not state.fresh(p.name, p.digest())]
+    if not stale:
+        return {}
+    if workers > 1 and len(stale) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from ukbmri.engine.runner import pool_context
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(stale)), mp_context=pool_context()) as pool:
+            errors = list(pool.map(_draw_plot, stale, [state.folder / p.name for p in stale]))
+    else:
+        errors = [_draw_plot(p, state.folder / p.name) for p in stale]
+    out = {}
+    for plot, err in zip(stale, errors):
+        if err:
+            log.warning("report: plot %s failed: %s", plot.name, err)
+            state.forget(plot.name)
+        else:
+            state.made(plot.name)
+        out[plot.name] = not err
+    return out
+
+
+def _draw_plot(plot: Plot, path: Path) -> str:
+    """Draw one plot into ``path`` (atomically); the error message, or "" when it worked."""
     # Plots are bare matplotlib Figure objects (no pyplot): PNGs are drawn by Agg and no global backend is set.
     from ukbmri.io.atomic import atomic_path
 
     try:
         fig = plot.draw(plot.frame)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
     except Exception as exc:  # noqa: BLE001 - one bad plot must not cost the whole report
-        log.warning("report: plot %s failed: %s", plot.name, exc)
-        state.forget(plot.name)
-        return None
-    with atomic_path(state.folder / plot.name, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    state.made(plot.name)
-    return plot.name
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 def _reasons(flags, failures) -> str:
