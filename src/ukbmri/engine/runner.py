@@ -106,17 +106,20 @@ def run_tasks(
 def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
     """Process pool with a bounded number of tasks in flight.
 
-    A worker that dies (killed for memory, a crash in native code) breaks the whole
-    pool: the tasks in flight at that moment are recorded as failures (any of them may
-    have been the culprit) and the remaining items go on in a fresh pool.
+    A worker that dies (killed for memory, a crash in native code) breaks the whole pool,
+    and every task not finished then fails with it, whether it ran or only waited. Those
+    suspects are run again one at a time, each in a pool of its own: the one that kills its
+    worker again is recorded (:class:`~ukbmri.errors.WorkerDiedError`), the others give
+    their results. The remaining items go on in a fresh pool.
     """
     ctx = pool_context()
     workers = min(workers, len(items), os.cpu_count() or 1) or 1
     it = iter(items)
     exhausted = False
     while not exhausted:
+        suspects: list = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            pending: dict[Future, str] = {}
+            pending: dict[Future, object] = {}
             broken = False
 
             def submit_next() -> bool:
@@ -126,12 +129,10 @@ def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
                 except StopIteration:
                     exhausted = True
                     return False
-                name = label(item)
                 try:
-                    pending[pool.submit(_call, fn, item, stage, name)] = name
-                except BrokenProcessPool as exc:
-                    # the pool broke before this item started: nothing ran, so it fails as in flight
-                    pending[_failed_future(exc)] = name
+                    pending[pool.submit(_call, fn, item, stage, label(item))] = item
+                except BrokenProcessPool:  # the pool broke before this item was queued
+                    suspects.append(item)
                 return True
 
             for _ in range(workers * 2):
@@ -140,19 +141,32 @@ def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    name = pending.pop(fut)
+                    item = pending.pop(fut)
                     try:
                         yield fut.result()
-                    except BrokenProcessPool as exc:
+                    except BrokenProcessPool:
                         broken = True
-                        msg = f"a worker process died while this or a concurrent task ran ({exc})"
-                        yield Outcome(input=name, failure=failure_from_exception(name, stage, WorkerDiedError(msg)))
+                        suspects.append(item)
                     except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be unpickled
-                        yield Outcome(input=name, failure=failure_from_exception(name, stage, exc))
+                        yield Outcome(input=label(item), failure=failure_from_exception(label(item), stage, exc))
                     if not broken:
                         submit_next()
-            if broken:
-                log.warning("%s: a worker process died; continuing with a fresh pool", stage)
+        if suspects:
+            log.warning("%s: a worker process died; %d task(s) run again one at a time", stage, len(suspects))
+            for item in suspects:
+                yield _alone(fn, item, stage, label(item), ctx)
+
+
+def _alone(fn, item, stage: str, name: str, ctx) -> Outcome:
+    """Run one task in a worker of its own; a worker that dies now was killed by this task."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(_call, fn, item, stage, name).result()
+        except BrokenProcessPool as exc:
+            msg = f"the worker process died while this task ran, also when run alone ({exc})"
+            return Outcome(input=name, failure=failure_from_exception(name, stage, WorkerDiedError(msg)))
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be unpickled
+            return Outcome(input=name, failure=failure_from_exception(name, stage, exc))
 
 
 #: imported once by the fork server, so that every worker starts with them loaded (a worker
@@ -172,9 +186,3 @@ def pool_context():
         ctx.set_forkserver_preload(list(PRELOAD))
         return ctx
     return multiprocessing.get_context("spawn")
-
-
-def _failed_future(exc: BaseException) -> Future:
-    fut: Future = Future()
-    fut.set_exception(exc)
-    return fut
