@@ -7,14 +7,13 @@
    ``branch="best"`` (both magnitude branches, lower residual per voxel).
 2. **ROI**: :func:`ukbmri.physics.liver_roi.find_liver_roi` (patient right from the DICOM
    geometry).
-3. **Values**: the magnitude fit (multi-peak fat, single R2*, water-dominant branch,
-   Rician noise floor with the noise level estimated from the background) of the ROI's
-   pooled (mean magnitude) signal is the headline PDFF and R2*
-   (:mod:`ukbmri.physics.liver_pooled`); the voxel-wise fit in the ROI gives the voxel
-   statistics (``summary``) and the homogeneity QC; the complex-fit median in the same ROI
-   is kept for QC.
-4. **Intervals and QC**: 95 % intervals from the spread of the fits of spatial blocks of
-   the ROI (batch means) and QC flags (:mod:`ukbmri.physics.liver_flags`, documented in ``docs/liver_qc.md``).
+3. **Values**: the magnitude fit (multi-peak fat, single R2*) of the ROI's pooled,
+   noise-corrected signal ``sqrt(mean |S|^2 - 2 sigma^2)`` (noise level from the background)
+   is the headline PDFF and R2* (:mod:`ukbmri.physics.liver_pooled`); the voxel-wise fit in
+   the ROI (water-dominant branch, Rician noise floor) gives the voxel statistics
+   (``summary``) and the homogeneity QC; the complex-fit median in the same ROI is kept for QC.
+4. **Intervals and QC**: 95 % intervals from a delete-a-block jackknife of the pooled fit
+   and QC flags (:mod:`ukbmri.physics.liver_flags`, documented in ``docs/liver_qc.md``).
    No liver: :class:`~ukbmri.errors.LiverNotFoundError`.
 """
 
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class LiverPhysicsResult:
-    """Liver PDFF / R2* of one acquisition (the ROI medians of ``summary``) and the ROI they come from."""
+    """Liver PDFF / R2* of one acquisition (the pooled-signal fit of the ROI) and the ROI they come from."""
 
     summary: LiverSummary  #: voxel-wise statistics in the ROI (medians, means, SDs)
     mask: np.ndarray = field(repr=False)  #: (x, y) bool ROI

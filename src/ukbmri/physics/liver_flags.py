@@ -58,7 +58,8 @@ FLAG_RULES = {
 
 def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | None, *, pdff: float,
               pdff_ci: tuple[float, float], complex_pdff: float | None,
-              complex_ci: tuple[float, float] = (float("nan"), float("nan")), spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
+              complex_ci: tuple[float, float] = (float("nan"), float("nan")),
+              spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
     """Flags and the QC numbers behind them for one slice's ROI (see ``docs/liver_qc.md``)."""
     from ukbmri.physics.liver_noise import crlb_sd
 

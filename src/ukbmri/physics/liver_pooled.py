@@ -80,10 +80,10 @@ def _t975(df: int) -> float:
 def pooled_liver_fit(data, roi: np.ndarray, sigma: float | None, *, blocks: int = 16,
                      pdff_model_sd: float = 0.15, r2star_model_rel_sd: float = 0.02,
                      device: str = "cpu") -> PooledLiverFit:
-    """Fit the mean magnitude signal of ``roi`` (one slice of ``data``, a MultiEcho) and its blocks.
+    """Fit the pooled signal of ``roi`` (one slice of ``data``, a MultiEcho) and its jackknife replicates.
 
-    ``sigma``: per-echo noise SD of one voxel (the Rician floor of every voxel's magnitude;
-    ``None``: no floor).
+    ``sigma``: per-echo noise SD of one voxel per real channel (``2 sigma^2`` is subtracted
+    from the mean power; ``None``: nothing subtracted).
     """
     from ukbmri.physics.magnitude import fit_magnitude
     from ukbmri.physics.multiecho import MultiEcho
@@ -97,8 +97,9 @@ def pooled_liver_fit(data, roi: np.ndarray, sigma: float | None, *, blocks: int 
     np.add.at(sums, lab, power)
     counts = np.bincount(lab, minlength=k)[:, None]
     # delete-a-block replicates: the pooled signal without each block in turn
-    left_out = (sums.sum(axis=0, keepdims=True) - sums) / np.maximum(n - counts, 1)
-    mean = power.mean(axis=0, keepdims=True)
+    total = sums.sum(axis=0, keepdims=True)
+    left_out = (total - sums) / np.maximum(n - counts, 1)
+    mean = total / n
     s2 = 0.0 if not sigma else float(sigma) ** 2
     # E|S|^2 = A^2 + 2 sigma^2 for complex Gaussian noise: exact under any shading of the ROI
     floors = 2.0 * s2 * np.array([1.0] + [1.0] * k + [(1 - SIGMA_REL_SD) ** 2, (1 + SIGMA_REL_SD) ** 2])

@@ -72,24 +72,29 @@ class LiverSummary:
         }
 
 
+def _lps_direction(affine_lps: np.ndarray, axis: int, sign: float) -> np.ndarray | None:
+    """Unit 2-vector in ``(x, y)`` index space along ``sign`` x LPS ``axis``; ``None`` without in-plane extent.
+
+    An index step ``d`` moves ``a @ d`` in LPS: the wanted direction changes that coordinate the most.
+    """
+    a = np.asarray(affine_lps, dtype=float)[:3, :2]
+    d = sign * a[axis, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
+    n = np.linalg.norm(d)
+    return d / n if n > 1e-9 else None
+
+
 def patient_right_direction(affine_lps: np.ndarray) -> np.ndarray:
     """Unit 2-vector in ``(x, y)`` index space pointing to the patient's right (LPS -x)."""
-    a = np.asarray(affine_lps, dtype=float)[:3, :2]
-    # index step d moves a @ d in LPS; we want the in-plane direction that decreases L the most
-    d = -a[0, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
-    n = np.linalg.norm(d)
-    if n < 1e-9:
+    d = _lps_direction(affine_lps, 0, -1.0)
+    if d is None:
         raise LiverInputError("the slice has no left-right extent", expected="an axial-like slice",
-                              found=a.tolist())
-    return d / n
+                              found=np.asarray(affine_lps, dtype=float)[:3, :2].tolist())
+    return d
 
 
 def posterior_direction(affine_lps: np.ndarray) -> np.ndarray | None:
     """Unit 2-vector in ``(x, y)`` index space pointing posterior (LPS +y); ``None`` for a coronal slice."""
-    a = np.asarray(affine_lps, dtype=float)[:3, :2]
-    d = a[1, :] / np.maximum(np.linalg.norm(a, axis=0) ** 2, 1e-12)
-    n = np.linalg.norm(d)
-    return d / n if n > 1e-9 else None
+    return _lps_direction(affine_lps, 1, 1.0)
 
 
 def _disk(radius_px: tuple[float, float]) -> np.ndarray:
@@ -185,6 +190,11 @@ def find_liver_roi(
     body = ndi.binary_fill_holes(body)
     cx, cy = ndi.center_of_mass(body)
     radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
+
+    def along(px, py, d) -> np.ndarray:
+        """Offset of index position(s) from the body centre along direction ``d``, in body radii."""
+        return ((px - cx) * sx * d[0] + (py - cy) * sy * d[1]) / radius_mm
+
     # 2. liver-like tissue, away from the body wall
     finite = fitted & np.isfinite(ff) & np.isfinite(r2) & np.isfinite(water)
     ff_lim = np.full(ff.shape, float(ff_max))
@@ -277,7 +287,7 @@ def find_liver_roi(
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
         xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
-        on_right = ((xg - cx) * sx * rd[0] + (yg - cy) * sy * rd[1]) > 0
+        on_right = along(xg, yg, rd) > 0
         area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
         score = area_r * thick
         right = ok & (area_r >= min_area_mm2)
@@ -286,7 +296,7 @@ def find_liver_roi(
     if pdir is not None:
         # kidneys and paraspinal muscles lie posterior; a candidate there is chosen only when
         # nothing anterior to them qualifies (the choice is then flagged liver_roi_posterior)
-        post_c = ((com[:, 0] - cx) * sx * pdir[0] + (com[:, 1] - cy) * sy * pdir[1]) / radius_mm
+        post_c = along(com[:, 0], com[:, 1], pdir)
         front = ok & (post_c <= max_posterior)
         ok = front if front.any() else ok
     if not ok.any():
@@ -304,7 +314,7 @@ def find_liver_roi(
     depth_c = ndi.distance_transform_edt(comp, sampling=(sx, sy))
     if right_direction is not None:
         xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
-        side_px = ((xx - cx) * sx * rd[0] + (yy - cy) * sy * rd[1]) / radius_mm
+        side_px = along(xx, yy, rd)
         pull = depth_c * (1.0 + np.clip(side_px, 0.0, 1.0))
     else:
         pull = depth_c
@@ -371,10 +381,10 @@ def find_liver_roi(
         com_l = ndi.center_of_mass(liver)
         side_l = None
         if right_direction is not None:
-            side_l = float(((com_l[0] - cx) * sx * rd[0] + (com_l[1] - cy) * sy * rd[1]) / radius_mm)
+            side_l = float(along(com_l[0], com_l[1], rd))
         post = None
         if pdir is not None:
-            post = float(((com_l[0] - cx) * sx * pdir[0] + (com_l[1] - cy) * sy * pdir[1]) / radius_mm)
+            post = float(along(com_l[0], com_l[1], pdir))
         info.update(
             posterior=post,
             region=liver, region_area_mm2=float(liver.sum() * sx * sy),

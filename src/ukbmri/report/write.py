@@ -55,8 +55,8 @@ def write_reports(out: str | os.PathLike[str], data: ReportData, *, workers: int
     folder.mkdir(parents=True, exist_ok=True)
     state = ReportState(folder)
     m = build_model(data)
-    drawn = _draw_stale([p for plots in m.plots.values() for p in plots], state, workers)
-    plot_files = {sec: [p.name for p in plots if drawn.get(p.name, True)] for sec, plots in m.plots.items()}
+    failed = _draw_stale([p for plots in m.plots.values() for p in plots], state, workers)
+    plot_files = {sec: [p.name for p in plots if p.name not in failed] for sec, plots in m.plots.items()}
 
     table = data.table if data.table is not None else pd.DataFrame()
     maker = CardMaker(data, table, m.value_cols, state, prefix=f"{FILES}/")
@@ -83,11 +83,11 @@ def write_reports(out: str | os.PathLike[str], data: ReportData, *, workers: int
     return [out / "report.html", out / "report.md"] + [folder / p for p in poi_pages + fail_pages] + plots
 
 
-def _draw_stale(plots: list[Plot], state: ReportState, workers: int) -> dict[str, bool]:
-    """Draw the plots whose inputs changed; ``{name: drawn or kept}`` for those (False: failed)."""
+def _draw_stale(plots: list[Plot], state: ReportState, workers: int) -> set[str]:
+    """Draw the plots whose inputs changed; returns the names of those that failed."""
     stale = [p for p in plots if not state.fresh(p.name, p.digest())]
     if not stale:
-        return {}
+        return set()
     if workers > 1 and len(stale) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -97,15 +97,15 @@ def _draw_stale(plots: list[Plot], state: ReportState, workers: int) -> dict[str
             errors = list(pool.map(_draw_plot, stale, [state.folder / p.name for p in stale]))
     else:
         errors = [_draw_plot(p, state.folder / p.name) for p in stale]
-    out = {}
+    failed = set()
     for plot, err in zip(stale, errors):
         if err:
             log.warning("report: plot %s failed: %s", plot.name, err)
             state.forget(plot.name)
+            failed.add(plot.name)
         else:
             state.made(plot.name)
-        out[plot.name] = not err
-    return out
+    return failed
 
 
 def _draw_plot(plot: Plot, path: Path) -> str:
