@@ -53,6 +53,10 @@ def test_reference_run_table_ledger_manifest(reference, cohort):
     m = json.loads((reference / "run.json").read_text())
     assert m["complete"] and m["stages"]["body"] == {"planned": 3, "reused": 0, "computed": 3, "failed": 1}
     assert m["versions"]["torch"] and m["settings"]["body"]["fingerprint"]
+    # where the wall time went; the jobs (real work here) are the largest part
+    secs = m["seconds"]
+    assert set(secs) >= {"start", "jobs", "tables"} and all(v >= 0 for v in secs.values())
+    assert secs["jobs"] > secs["start"] and secs["jobs"] > secs["tables"]
 
 
 def test_resume_reuses_and_a_replaced_zip_is_recomputed(reference, cohort, random_module, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -204,10 +205,15 @@ def run(
         if v is not None:
             options[key] = (Path(v),) if isinstance(v, (str, os.PathLike)) else tuple(map(Path, v))
     opts = RunOptions(**options)
+    if opts.workers > 1 and opts.backend == "local":
+        from ukbmri.engine.runner import start_fork_server
+
+        start_fork_server()  # the workers' imports overlap discovery and planning
     out = Path(out)
     inputs = [Path(p) for p in inputs]
     check_writable(out)
     started = datetime.now(timezone.utc)
+    clock = {"t0": time.perf_counter()}
     with RunLock(out, command=command):
         eid_set = read_eids(eids) if isinstance(eids, (str, os.PathLike)) else (None if eids is None else set(eids))
         cohort = Cohort.discover(inputs, inputs_from=inputs_from, eids=eid_set)
@@ -221,7 +227,9 @@ def run(
         stages = list(custom_stages) if custom_stages is not None else build_stages(opts)
         plan = _plan(stages, visits)
         with ResultStore(out / "store") as store:
-            result = _execute(plan, stages, store, out, opts, progress, cohort, excluded, started, shard, command)
+            clock["start"] = time.perf_counter()
+            result = _execute(plan, stages, store, out, opts, progress, cohort, excluded, started, shard, command,
+                              clock)
             store.compact()
     return result
 
@@ -271,7 +279,7 @@ def _apply_exclusions(visits, exclusions, include: bool) -> tuple[list[Visit], d
 
 
 def _execute(plan, stages, store: ResultStore, out: Path, opts: RunOptions, progress, cohort, excluded,
-             started, shard, command) -> RunResult:
+             started, shard, command, clock: dict[str, float]) -> RunResult:
     from ukbmri.engine.runner import run_tasks
 
     total = sum(len(p.jobs) for p in plan)
@@ -318,8 +326,9 @@ def _execute(plan, stages, store: ResultStore, out: Path, opts: RunOptions, prog
         interrupted = True
         raise
     finally:
+        clock["jobs"] = time.perf_counter()
         result = _finish(plan, stages, store, out, opts, cohort, excluded, counts, started, shard, command,
-                         complete=not interrupted)
+                         complete=not interrupted, clock=clock)
     return result
 
 
@@ -337,7 +346,7 @@ def _pair(batch: Batch, outcome) -> list[tuple[Job, JobResult]]:
 
 
 def _finish(plan, stages, store, out, opts, cohort, excluded, counts, started, shard, command, *,
-            complete: bool) -> RunResult:
+            complete: bool, clock: dict[str, float]) -> RunResult:
     from ukbmri import __version__
 
     rows: dict[tuple[int, int], dict] = {}
@@ -366,13 +375,24 @@ def _finish(plan, stages, store, out, opts, cohort, excluded, counts, started, s
     write_table(table, out / "participants")
     write_table(fails, out / "failures", formats=("csv",))
     manifest = _manifest(plan, opts, cohort, excluded, counts, started, shard, command, complete, table, fails)
+    # where the wall time went (seconds): discovery and planning, the jobs (worker start-up
+    # included), the tables, the report (rewritten into run.json once the report is done)
+    manifest["seconds"] = {"start": clock["start"] - clock["t0"], "jobs": clock["jobs"] - clock["start"],
+                           "tables": time.perf_counter() - clock["jobs"]}
     from ukbmri.io.atomic import write_text
     import json
 
-    write_text(out / "run.json", json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    def save() -> None:
+        manifest["seconds"] = {k: round(v, 3) for k, v in manifest["seconds"].items()}
+        write_text(out / "run.json", json.dumps(manifest, indent=1, sort_keys=True, default=str))
+
+    save()
     notes = _notes(opts, table, plan)
     if opts.report and complete:
+        t = time.perf_counter()
         _report(out, table, fails, opts, notes, manifest)
+        manifest["seconds"]["report"] = time.perf_counter() - t
+        save()
     return RunResult(table, fails, out, manifest, notes)
 
 

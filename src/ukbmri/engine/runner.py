@@ -175,6 +175,22 @@ PRELOAD = ("numpy", "scipy.ndimage", "torch", "ukbmri.engine.execute", "ukbmri.e
            "ukbmri.engine.stages.liver", "ukbmri.infer.body", "ukbmri.physics.liver", "ukbmri.preprocess.body")
 
 
+def start_fork_server() -> None:
+    """Start :func:`pool_context`'s fork server now, in a background thread (a no-op without one).
+
+    Its imports (:data:`PRELOAD`, seconds) then overlap this process's own start-up (discovery,
+    planning, the store) instead of delaying the first task. Idempotent: the pool later finds
+    the server running, or waits for it.
+    """
+    ctx = pool_context()
+    if ctx.get_start_method() != "forkserver":
+        return
+    import threading
+    from multiprocessing import forkserver
+
+    threading.Thread(target=forkserver.ensure_running, name="ukbmri-forkserver", daemon=True).start()
+
+
 def pool_context():
     """Process start method: a fork server that has imported :data:`PRELOAD` (POSIX), else spawn.
 
