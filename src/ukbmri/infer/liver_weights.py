@@ -26,7 +26,7 @@ from ukbmri.errors import FieldMismatchError, ModuleError
 from ukbmri.preprocess.liver_tensors import GRE_FIELD, gre_echoes, ideal_echoes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ukbmri.infer.liver_nets import LiverNet
+    from ukbmri.infer.liver_net_files import LiverNet
     from ukbmri.preprocess.liver_tensors import ZipLike
 
 __all__ = [
@@ -139,7 +139,7 @@ def resolve_liver_weights(paths: str | os.PathLike[str] | Sequence[str | os.Path
     ``teacher/`` and/or ``student/`` weights folders and/or Keras files, or an
     ml4h Keras file (``.h5``, ``.keras``; teacher or student recognised from
     the file). Every returned path loads with
-    :func:`ukbmri.infer.liver_nets.load_liver_net`.
+    :func:`ukbmri.infer.liver_net_files.load_liver_net`.
 
     Raises
     ------
