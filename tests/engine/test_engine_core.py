@@ -110,3 +110,18 @@ def test_body_prefetch_gives_the_same_rows_and_keeps_failures_in_place(cohort, r
     assert [r.cells for r in plain] == [r.cells for r in ahead] and [r.flags for r in plain] == [r.flags for r in ahead]
     assert plain[-1].cells is None and ahead[-1].failures[0].error == "TruncatedZipError"
     assert stage._prefetch_depth() == 0  # CPU: no background reader competing with inference
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_cores_follow_the_affinity_mask_as_slurm_sets_it():
+    import subprocess
+    import sys
+
+    from ukbmri.engine.execute import threads_per_worker
+
+    assert threads_per_worker(2, cores=8) == 4 and threads_per_worker(3, cores=2) == 1
+    one = min(os.sched_getaffinity(0))
+    code = ("import os; os.sched_setaffinity(0, {%d}); from ukbmri.engine.runner import available_cores; "
+            "from ukbmri.engine.execute import threads_per_worker; print(available_cores(), threads_per_worker(1))" % one)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1"]

@@ -35,7 +35,9 @@ class Batch:
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """Each of ``workers`` processes gets an equal share of the cores (at least one)."""
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from ukbmri.engine.runner import available_cores
+
+        cores = available_cores()
     return max(1, cores // max(1, workers))
 
 

@@ -113,7 +113,7 @@ def _run_pool(fn, items, stage, label, workers) -> Iterator[Outcome]:
     their results. The remaining items go on in a fresh pool.
     """
     ctx = pool_context()
-    workers = min(workers, len(items), os.cpu_count() or 1) or 1
+    workers = min(workers, len(items), available_cores()) or 1
     it = iter(items)
     exhausted = False
     while not exhausted:
@@ -173,6 +173,13 @@ def _alone(fn, item, stage: str, name: str, ctx) -> Outcome:
 #: would otherwise spend seconds importing torch and scipy before its first job)
 PRELOAD = ("numpy", "scipy.ndimage", "torch", "ukbmri.engine.execute", "ukbmri.engine.stages.body",
            "ukbmri.engine.stages.liver", "ukbmri.infer.body", "ukbmri.physics.liver", "ukbmri.preprocess.body")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a SLURM or cgroup allocation), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def start_fork_server() -> None:
