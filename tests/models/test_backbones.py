@@ -168,7 +168,7 @@ def test_smallcnn_overfits_a_handful_of_images():
     x = torch.randint(0, 256, (4, 3, 128, 128), generator=g).float()
     y = torch.randn(4, 2, generator=g)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for _ in range(40):
+    for _ in range(60):  # 40 steps left it at 0.08-0.11 of the start, depending on the thread count; 60: ~0.02
         mu, _ = split_mean_logvar(m(x), 2)
         loss = ((mu - y) ** 2).mean()
         opt.zero_grad()
