@@ -465,7 +465,8 @@ def ship(work: Path, recipe: Recipe) -> None:
         init = info[kind].get("training", {}).get("init_from")
         if init:
             notes.append(f"* The {kind} was fine-tuned: every fold and the final network started from the weights "
-                         f"shipped before (`{Path(init['folder']).name}`, weights sha256 {init['weights_sha256'][:12]}..., "
+                         f"shipped before (`{Path(init['folder']).name}`, weights sha256 "
+                         f"{init['weights_sha256'][:12]}..., "
                          "trained on the ordinary `train` / `tail` phantoms), not from a random initialisation. "
                          "Its cross-validation below is therefore optimistic for the ordinary participants those "
                          "weights already saw, and the variance calibration comes mostly from the randomised "
@@ -496,7 +497,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the timings in the README use 1)")
     ap.add_argument("--cohorts", default="", help="generate: only these comma-separated cohorts")
     ap.add_argument("--init-from", type=Path, default=None,
-                    help="finetune: folder with teacher/ and student/ weights to start from (default: the bundled ones)")
+                    help="finetune: folder with teacher/ and student/ weights to start from "
+                         "(default: the bundled ones)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     recipe = RECIPES[args.recipe]
