@@ -109,7 +109,7 @@ FINETUNE = Recipe(
     test=RANDOMISED.test,
     teacher=dict(folds=2, epochs=8, patience=3, lr_patience=2, batch_size=8, lr=1e-4, validation_fraction=0.1,
                  seed=11, init_from=SHIP / "teacher"),
-    student=dict(folds=2, epochs=4, patience=3, lr_patience=2, batch_size=8, lr=1e-4, validation_fraction=0.1,
+    student=dict(folds=2, epochs=5, patience=3, lr_patience=2, batch_size=8, lr=1e-4, validation_fraction=0.1,
                  seed=12, init_from=SHIP / "student"),
     work=Path("/tmp/ukbmri_demo_liver_finetune"),
 )
