@@ -470,7 +470,9 @@ def ship(work: Path, recipe: Recipe) -> None:
                          "trained on the ordinary `train` / `tail` phantoms), not from a random initialisation. "
                          "Its cross-validation below is therefore optimistic for the ordinary participants those "
                          "weights already saw, and the variance calibration comes mostly from the randomised "
-                         "participants; the held-out cohorts are the honest measure.\n")
+                         "participants; the held-out cohorts are the honest measure. To reproduce it, pass "
+                         "`--init-from` a folder holding those weights (the `ordinary` recipe's work folder, or "
+                         "the previous commit's `src/ukbmri/data/liver`).\n")
     text = README.format(restart_notes="".join(notes),
         teacher_head=head["teacher"], student_head=head["student"],
         recipe=next(k for k, v in RECIPES.items() if v == recipe),
