@@ -12,12 +12,11 @@ outputs under ``--work``, default ``/tmp/ukbmri_demo_liver``)::
     python benchmarks/train_demo_liver.py ship       # copy weights + README into src/ukbmri/data/liver
     python benchmarks/train_demo_liver.py all        # everything above in order
 
-``--recipe`` picks the cohorts and settings (``ordinary`` = the shipped weights, ``randomised`` =
-+ domain-randomised phantoms from scratch, ``finetune`` = the randomised cohorts starting from the
-bundled weights; see the recipes below).
-
-The exact settings used for the shipped weights are the defaults below
-(see ``src/ukbmri/data/liver/README.md`` for the measured numbers). Training uses one
+``--recipe`` picks the cohorts and settings (``ordinary`` = the default, ordinary phantoms from
+scratch: the weights shipped first and the starting point of ``finetune``; ``randomised`` =
++ domain-randomised phantoms from scratch, measured, not shipped; ``finetune`` = the randomised
+cohorts starting from the bundled weights: the weights shipped now; see the recipes below and
+``src/ukbmri/data/liver/README.md`` for the measured numbers). Training uses one
 torch thread by default (``--threads``); ``--workers`` processes write and read the zips.
 Ship only after comparing the ``evaluate`` table with the previous weights.
 """
@@ -58,8 +57,9 @@ class Recipe:
     work: Path  #: default work folder
 
 
-#: the shipped weights: ordinary phantoms only ("tail" enriches training with fatty livers, which are
-#: rare in the natural distribution; a network trained without them underestimates them badly)
+#: the weights shipped first (the starting point of FINETUNE): ordinary phantoms only ("tail" enriches
+#: training with fatty livers, which are rare in the natural distribution; a network trained without them
+#: underestimates them badly)
 ORDINARY = Recipe(
     cohorts={
         "train": (600, 20240601, 3_000_001, None, "ordinary"),
@@ -461,18 +461,17 @@ def ship(work: Path, recipe: Recipe) -> None:
         if final.get("restarts"):
             notes.append(f"* The final {kind} network collapsed to a constant output at its first initialisation "
                          f"and was re-initialised {final['restarts']} time(s) (`model.json`, training.history.final).\n")
-    for kind in ("teacher", "student"):
-        init = info[kind].get("training", {}).get("init_from")
-        if init:
-            notes.append(f"* The {kind} was fine-tuned: every fold and the final network started from the weights "
-                         f"shipped before (`{Path(init['folder']).name}`, weights sha256 "
-                         f"{init['weights_sha256'][:12]}..., "
-                         "trained on the ordinary `train` / `tail` phantoms), not from a random initialisation. "
-                         "Its cross-validation below is therefore optimistic for the ordinary participants those "
-                         "weights already saw, and the variance calibration comes mostly from the randomised "
-                         "participants; the held-out cohorts are the honest measure. To reproduce it, pass "
-                         "`--init-from` a folder holding those weights (the `ordinary` recipe's work folder, or "
-                         "the previous commit's `src/ukbmri/data/liver`).\n")
+    inits = {k: info[k].get("training", {}).get("init_from") for k in ("teacher", "student")}
+    if any(inits.values()):
+        started = "; ".join(f"{k} `{Path(v['folder']).name}` sha256 {v['weights_sha256'][:12]}..."
+                            for k, v in inits.items() if v)
+        notes.append(f"* Fine-tuned: every fold and the final network started from the weights shipped before "
+                     f"({started}; recipe `ordinary`, whose 600 `train` participants include this recipe's 300), "
+                     "not from a random initialisation. The cross-validation below is therefore optimistic for the "
+                     "ordinary participants those weights already saw, and the variance calibration comes mostly "
+                     "from the randomised participants; the held-out cohorts are the honest measure. To reproduce, "
+                     "pass `--init-from` a folder holding those weights (the `ordinary` recipe's work folder, or the "
+                     "previous commit's `src/ukbmri/data/liver`).\n")
     text = README.format(restart_notes="".join(notes),
         teacher_head=head["teacher"], student_head=head["student"],
         recipe=next(k for k, v in RECIPES.items() if v == recipe),
@@ -492,8 +491,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=["generate", "tensors", "teacher", "student", "evaluate", "ship", "all"])
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="ordinary",
-                    help="ordinary: the shipped weights; randomised: + domain-randomised phantoms (measured, not "
-                         "shipped); finetune: the randomised cohorts, starting from the bundled weights")
+                    help="ordinary: the first shipped weights; randomised: + domain-randomised phantoms (measured, not "
+                         "shipped); finetune: the randomised cohorts, starting from the bundled weights (shipped)")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: the recipe's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the timings in the README use 1)")
