@@ -45,7 +45,7 @@ from ukbmri.io.atomic import require_free_folder
 from ukbmri.models import resolve_device
 from ukbmri.models.ml4h_liver import liver_fat_interval
 from ukbmri.train.calibration import calibration_factor
-from ukbmri.train.liver import FOLD_RULE, Progress, run_liver_cv
+from ukbmri.train.liver import FOLD_RULE, Progress, initialisation_text, run_liver_cv
 from ukbmri.train.liver_data import (
     DEFAULT_LABEL_COLUMN,
     LabelTable,
@@ -53,7 +53,7 @@ from ukbmri.train.liver_data import (
     build_liver_data,
     read_label_table,
 )
-from ukbmri.train.liver_fit import LiverTrainConfig
+from ukbmri.train.liver_fit import LiverTrainConfig, load_warm_start
 from ukbmri.train.liver_report import (
     figure_writers,
     history_info,
@@ -119,6 +119,7 @@ def distill(
     overwrite: bool = False,
     plots: bool = True,
     progress: Progress | None = None,
+    init_from: str | PathLike[str] | None = None,
 ) -> Path:
     """Train the liver student on the teacher's predictions; write its weights folder.
 
@@ -141,6 +142,10 @@ def distill(
         the teacher's input shape.
     demonstration_only:
         Default: the teacher's flag.
+    init_from:
+        A student weights folder to start every fold and the final network from
+        (warm start) instead of a random initialisation; same network required
+        (:class:`~ukbmri.errors.ModuleError` otherwise); recorded in model.json.
 
     Other parameters as :func:`ukbmri.train.liver.train_teacher`.
     """
@@ -177,9 +182,11 @@ def distill(
     log.info("student: %d IDEAL samples, %d with a teacher prediction, %d GRE samples", len(ideal),
              int(has_teacher.sum()), len(gre))
 
+    warm = None if init_from is None else load_warm_start(init_from, kind="student", input_shape=ideal.input_shape,
+                                                           cfg=cfg)
     t0 = time.perf_counter()
     cv = run_liver_cv(ideal, target, kind="student", cfg=cfg, folds=folds, seed=seed, device=dev,
-                      target_var=target_var, progress=progress)
+                      target_var=target_var, progress=progress, warm_start=warm)
     comparisons = {"student_vs_teacher": liver_report(target, cv.mean)}
     calibration, basis = 1.0, None
     if cv.var is not None:
@@ -211,7 +218,8 @@ def distill(
         },
         "training": {**asdict(cfg), "optimizer": "Adam", "seed": seed, "device": str(dev),
                      "loss": "exp(-s)((m_t-mu)^2+v_t)+s" if mv else "log-cosh",
-                     "initialisation": "Keras defaults (Glorot-uniform, zero bias)",
+                     "initialisation": initialisation_text(warm),
+                     "init_from": None if warm is None else warm.info,
                      "history": history_info(cv), "seconds": round(time.perf_counter() - t0, 1)},
         "cross_validation": {"folds": folds, "fold_assignment": FOLD_RULE, "calibration": basis},
     }

@@ -60,8 +60,10 @@ from ukbmri.train.liver_data import DEFAULT_LABEL_COLUMN, LiverData, build_liver
 from ukbmri.train.liver_fit import (
     FitHistory,
     LiverTrainConfig,
+    WarmStart,
     _steps_per_epoch,
     fit_alive,
+    load_warm_start,
     predict_normalised,
 )
 from ukbmri.train.liver_report import (
@@ -73,7 +75,7 @@ from ukbmri.train.liver_report import (
     write_liver_folder,
 )
 
-__all__ = ["CVResult", "run_liver_cv", "planned_steps", "train_teacher"]
+__all__ = ["CVResult", "run_liver_cv", "planned_steps", "train_teacher", "initialisation_text"]
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +127,13 @@ def run_liver_cv(
     device: torch.device | str = "cpu",
     target_var: np.ndarray | None = None,
     progress: Progress | None = None,
+    warm_start: WarmStart | None = None,
 ) -> CVResult:
     """K-fold cross-validation by participant, then the final network on all rows with a target.
 
     ``targets`` are liver fat % (NaN = missing, masked), ``target_var`` their
-    variance in %^2 (distillation) or None.
+    variance in %^2 (distillation) or None. ``warm_start``: every fold and the final
+    network start from these weights instead of a random initialisation.
     """
     targets = np.asarray(targets, dtype=np.float64)
     labelled = np.isfinite(targets)
@@ -146,13 +150,15 @@ def run_liver_cv(
     total = planned_steps(int(labelled.sum()), folds, cfg)
     step = (lambda n: progress(n, total)) if progress is not None else None
     oof_raw = np.full((len(data), 2 if cfg.mean_variance else 1), np.nan)
+    init_state = None if warm_start is None else warm_start.state
     histories = []
     for f in range(folds):
         train = labelled & (fold != f)
         test = np.flatnonzero(fold == f)
         y_f = np.where(train, y, np.nan)
         model, hist = fit_alive(kind, data, y_f, groups, cfg=cfg, init_seed=seeds[2 * f], fit_seed=seeds[2 * f + 1],
-                                device=device, var_target=v, progress=step, name=f"{kind} fold {f + 1}/{folds}")
+                                device=device, var_target=v, progress=step, name=f"{kind} fold {f + 1}/{folds}",
+                                init_state=init_state)
         oof_raw[test] = predict_normalised(model, data.x[test], batch_size=cfg.batch_size, device=device)
         histories.append(hist)
         log.info("%s fold %d/%d: %d train, %d val, %d test, best epoch %d", kind, f + 1, folds, hist.n_train,
@@ -160,8 +166,16 @@ def run_liver_cv(
     mean, var = _to_percent(oof_raw, cfg.mean_variance)
     model, final = fit_alive(kind, data, np.where(labelled, y, np.nan), groups, cfg=cfg, init_seed=seeds[2 * folds],
                              fit_seed=seeds[2 * folds + 1], device=device, var_target=v, progress=step,
-                             name=f"{kind} final")
+                             name=f"{kind} final", init_state=init_state)
     return CVResult(fold, mean, var, histories, model.cpu(), final)
+
+
+def initialisation_text(warm: WarmStart | None) -> str:
+    """model.json ``training.initialisation``."""
+    keras = "Keras defaults (Glorot-uniform, zero bias)"
+    if warm is None:
+        return keras
+    return f"warm start from {warm.folder} (re-initialisation after a collapse: {keras})"
 
 
 # --------------------------------------------------------------------------- teacher
@@ -189,6 +203,7 @@ def train_teacher(
     overwrite: bool = False,
     plots: bool = True,
     progress: Progress | None = None,
+    init_from: str | PathLike[str] | None = None,
 ) -> Path:
     """Cross-validate, calibrate and train the liver teacher; write its weights folder.
 
@@ -217,6 +232,13 @@ def train_teacher(
         Replace an existing folder once the new one is complete.
     progress:
         ``progress(advance, total)`` after optimiser steps.
+    init_from:
+        A teacher weights folder (e.g. the bundled one) that every fold and the final
+        network start from (a warm start, "fine-tuning") instead of a random
+        initialisation; it must hold the same network (input shape, head, kernel
+        sizes), else :class:`~ukbmri.errors.ModuleError`. Recorded in model.json
+        (``training.init_from``: folder and weights sha256). Its cross-validation is
+        optimistic for participants those weights were trained on.
 
     Returns
     -------
@@ -244,10 +266,12 @@ def train_teacher(
         raise TargetsError("fewer than 2 participants with a label", path=labels,
                            expected="labels for the teacher inputs", found=int(labelled.sum()))
     log.info("teacher: %d samples, %d labelled, %d failures", len(data), int(labelled.sum()), len(data.failures))
+    warm = None if init_from is None else load_warm_start(init_from, kind="teacher", input_shape=data.input_shape,
+                                                           cfg=cfg)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     cv = run_liver_cv(data, data.labels, kind="teacher", cfg=cfg, folds=folds, seed=seed, device=dev,
-                      progress=progress)
+                      progress=progress, warm_start=warm)
     report = liver_report(data.labels, cv.mean, cv.var)
     calibration = float(report.get("calibration_factor", 1.0))
     comparisons = {"teacher_vs_label": report}
@@ -269,7 +293,8 @@ def train_teacher(
         },
         "training": {**asdict(cfg), "optimizer": "Adam", "seed": seed, "device": str(dev),
                      "loss": "Gaussian NLL exp(-s)(y-mu)^2+s" if cfg.mean_variance else "log-cosh",
-                     "initialisation": "Keras defaults (Glorot-uniform, zero bias)",
+                     "initialisation": initialisation_text(warm),
+                     "init_from": None if warm is None else warm.info,
                      "label_normalisation": "(y - 3.91012) / 4.64437",
                      "history": history_info(cv), "seconds": round(time.perf_counter() - t0, 1)},
         "cross_validation": {"folds": folds, "fold_assignment": FOLD_RULE,

@@ -4,7 +4,8 @@
 (masked log-cosh, or the Gaussian NLL of a mean-variance head, with the teacher's variance
 added when distilling), Adam, early stopping on an inner validation split by participant,
 learning-rate halving on plateaus, keeping the best epoch's weights. :func:`fit_alive`
-re-initialises a network that collapsed to a constant output. Cross-validation and the
+re-initialises a network that collapsed to a constant output. :func:`load_warm_start` reads
+the weights of an existing liver-net folder to start from instead of a random initialisation. Cross-validation and the
 teacher's folder are in :mod:`ukbmri.train.liver`.
 """
 
@@ -14,16 +15,19 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ukbmri.errors import TargetsError
-from ukbmri.infer.liver_nets import build_liver_model
+from ukbmri.errors import ModuleError, TargetsError
+from ukbmri.infer.liver_nets import MODEL_JSON, build_liver_model, load_liver_net
+from ukbmri.preprocess.tensormaps import LIVER_FAT_MEAN, LIVER_FAT_STD
 from ukbmri.models import resolve_device
 from ukbmri.train.liver_data import LiverData
 from ukbmri.train.loop import batch_indices
@@ -32,6 +36,8 @@ from ukbmri.train.losses import gaussian_nll_masked, log_cosh_masked
 __all__ = [
     "LiverTrainConfig",
     "FitHistory",
+    "WarmStart",
+    "load_warm_start",
     "init_keras_",
     "fit_liver",
     "fit_alive",
@@ -294,9 +300,13 @@ def fit_alive(
     fit_seed: int,
     max_restarts: int = 2,
     device: torch.device | str = "cpu",
+    init_state: Mapping[str, torch.Tensor] | None = None,
     **fit_kwargs: Any,
 ) -> tuple[nn.Module, FitHistory]:
     """A new network trained with :func:`fit_liver`, re-initialised if it collapses to a constant.
+
+    ``init_state``: weights to start from (a warm start, :func:`load_warm_start`) instead of the
+    random initialisation of ``init_seed``; the re-initialisations after a collapse are random.
 
     A collapsed network predicts the same value for every input (:func:`is_collapsed`; seen
     once in four student runs on phantoms: a layer's ReLUs all died in the first steps). It is
@@ -305,6 +315,8 @@ def fit_alive(
     """
     for k in range(max_restarts + 1):
         model = _new_model(kind, data.input_shape, cfg, init_seed + k * RESTART_SEED_STEP)
+        if k == 0 and init_state is not None:
+            model.load_state_dict(init_state, strict=True)
         hist = fit_liver(model, data.x, y, groups, cfg=cfg, seed=fit_seed, device=device, **fit_kwargs)
         hist.restarts = k
         train_rows = np.flatnonzero(np.isfinite(y))
@@ -322,3 +334,48 @@ def _new_model(kind: str, input_shape, cfg: LiverTrainConfig, seed: int) -> nn.M
     model = build_liver_model(kind, mean_variance=cfg.mean_variance, input_shape=input_shape,
                               kernel_size=cfg.kernel_size)
     return init_keras_(model, torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- warm start
+@dataclass(frozen=True, eq=False)
+class WarmStart:
+    """The weights of an existing liver-net folder, to start training from (see :func:`load_warm_start`)."""
+
+    folder: Path
+    weights_sha256: str
+    state: Mapping[str, torch.Tensor]
+
+    @property
+    def info(self) -> dict[str, str]:
+        """What model.json records (``training.init_from``)."""
+        return {"folder": str(self.folder), "weights_sha256": self.weights_sha256}
+
+
+def load_warm_start(
+    folder: str | PathLike[str], *, kind: str, input_shape: tuple[int, int, int], cfg: LiverTrainConfig
+) -> WarmStart:
+    """Read a liver-net folder (``weights.pt`` loaded with ``weights_only=True``) to warm-start ``kind``.
+
+    Raises
+    ------
+    ModuleError
+        The folder cannot be read, or its network is not the one being trained
+        (kind, input shape, head, kernel sizes, input / label normalisation):
+        the message names the folder and the expected vs found settings.
+    """
+    folder = Path(folder)
+    net = load_liver_net(folder)
+    fresh = build_liver_model(kind, mean_variance=cfg.mean_variance, input_shape=input_shape,
+                              kernel_size=cfg.kernel_size)
+    expected = {"kind": kind, "input_shape": list(input_shape), "mean_variance": bool(cfg.mean_variance),
+                "kernel_sizes": [int(k) for k in fresh.kernel_sizes], "input_normalisation": "zero_mean_std1",
+                "label_mean": LIVER_FAT_MEAN, "label_std": LIVER_FAT_STD}
+    found = {k: net.settings[k] for k in expected}
+    diff = sorted(k for k in expected if expected[k] != found[k])
+    if diff:
+        raise ModuleError("the warm-start network is not the one being trained", path=folder, member=MODEL_JSON,
+                          expected={k: expected[k] for k in diff}, found={k: found[k] for k in diff})
+    state = {k: v.detach().cpu().clone() for k, v in net.model.state_dict().items()}
+    fresh.load_state_dict(state, strict=True)  # the same settings build the same tensors; checked anyway
+    log.info("warm start of the %s from %s (weights sha256 %s)", kind, folder, net.weights_sha256[:12])
+    return WarmStart(folder, net.weights_sha256, state)
