@@ -61,6 +61,7 @@ def test_distill_and_predict(teacher_dir, liver_cohort, tmp_path):
     student = load_liver_net(out)
     assert student.kind == "student" and student.mean_variance and student.demonstration_only
     assert student.info["teacher"]["weights_sha256"] == load_liver_net(teacher_dir).weights_sha256
+    assert student.info["teacher"]["origin"] == "ukbmri" and student.info["teacher"]["source"]  # a Keras file has no folder
     tp = pd.read_csv(out / "teacher_predictions.csv")
     assert len(tp) == 8 and tp["teacher_liver_fat_percent"].notna().all()
     metrics = json.loads((out / "metrics.json").read_text())

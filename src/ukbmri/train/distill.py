@@ -203,7 +203,9 @@ def distill(
     info = {
         "demonstration_only": demo,
         "n_train": int(has_teacher.sum()),
-        "teacher": {"folder": str(teacher.folder), "weights_sha256": teacher.weights_sha256,
+        "teacher": {"folder": None if teacher.folder is None else str(teacher.folder),
+                    "source": None if teacher.source is None else str(teacher.source), "origin": teacher.origin,
+                    "weights_sha256": teacher.weights_sha256,
                     "mean_variance": teacher.mean_variance, "calibration_factor": teacher.calibration},
         "training_data": {
             "kind": "student",
