@@ -170,9 +170,11 @@ def _alone(fn, item, stage: str, name: str, ctx) -> Outcome:
 
 
 #: imported once by the fork server, so that every worker starts with them loaded (a worker
-#: would otherwise spend seconds importing torch and scipy before its first job)
+#: would otherwise spend seconds importing torch and scipy before its first job; the report's
+#: plot processes fork from the same server, with matplotlib loaded: report 1.9 -> 1.6 s)
 PRELOAD = ("numpy", "scipy.ndimage", "torch", "ukbmri.engine.execute", "ukbmri.engine.stages.body",
-           "ukbmri.engine.stages.liver", "ukbmri.infer.body", "ukbmri.physics.liver", "ukbmri.preprocess.body")
+           "ukbmri.engine.stages.liver", "ukbmri.infer.body", "ukbmri.physics.liver", "ukbmri.preprocess.body",
+           "ukbmri.report.figures", "matplotlib.backends.backend_agg")
 
 
 def available_cores() -> int:
