@@ -103,14 +103,10 @@ RANDOMISED = Recipe(
 #: the ordinary ``train`` / ``tail`` participants, whichever fold holds them out, so their out-of-fold
 #: errors are too small and the variance calibration comes mostly from the randomised participants
 #: (whose out-of-fold errors are honest). Judge it on the held-out cohorts.
-FINETUNE = Recipe(
-    cohorts=RANDOMISED.cohorts,
-    train=RANDOMISED.train,
-    test=RANDOMISED.test,
-    teacher=dict(folds=2, epochs=8, patience=3, lr_patience=2, batch_size=8, lr=1e-4, validation_fraction=0.1,
-                 seed=11, init_from=SHIP / "teacher"),
-    student=dict(folds=2, epochs=5, patience=3, lr_patience=2, batch_size=8, lr=1e-4, validation_fraction=0.1,
-                 seed=12, init_from=SHIP / "student"),
+FINETUNE = dataclasses.replace(
+    RANDOMISED,
+    teacher={**RANDOMISED.teacher, "epochs": 8, "patience": 3, "lr": 1e-4, "init_from": SHIP / "teacher"},
+    student={**RANDOMISED.student, "epochs": 5, "lr": 1e-4, "init_from": SHIP / "student"},
     work=Path("/tmp/ukbmri_demo_liver_finetune"),
 )
 RECIPES = {"ordinary": ORDINARY, "randomised": RANDOMISED, "finetune": FINETUNE}

@@ -32,10 +32,10 @@ def run_and_report(inputs, out: Path, *, inputs_from=None, eids=None, shard=None
     """Run the engine with the console progress; print the summary. Returns the result."""
     from ukbmri.cli._common import console_progress
 
-    if options.get("workers", 1) > 1 and options.get("backend", "local") == "local":
-        from ukbmri.engine.runner import start_fork_server
+    from ukbmri.engine.runner import start_fork_server
 
-        start_fork_server()  # the workers' imports overlap this process's own (pandas, the engine)
+    # before importing the engine (pandas): the workers' imports overlap this process's own
+    start_fork_server(options.get("workers", 1), options.get("backend", "local"))
     from ukbmri.engine.run import run as run_engine
 
     with console_progress("run") as progress:

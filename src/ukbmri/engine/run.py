@@ -205,10 +205,9 @@ def run(
         if v is not None:
             options[key] = (Path(v),) if isinstance(v, (str, os.PathLike)) else tuple(map(Path, v))
     opts = RunOptions(**options)
-    if opts.workers > 1 and opts.backend == "local":
-        from ukbmri.engine.runner import start_fork_server
+    from ukbmri.engine.runner import start_fork_server
 
-        start_fork_server()  # the workers' imports overlap discovery and planning
+    start_fork_server(opts.workers, opts.backend)  # the workers' imports overlap discovery and planning
     out = Path(out)
     inputs = [Path(p) for p in inputs]
     check_writable(out)

@@ -184,13 +184,16 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def start_fork_server() -> None:
-    """Start :func:`pool_context`'s fork server now, in a background thread (a no-op without one).
+def start_fork_server(workers: int, backend: str = "local") -> None:
+    """Start :func:`pool_context`'s fork server now, in a background thread, when a run will use it.
 
-    Its imports (:data:`PRELOAD`, seconds) then overlap this process's own start-up (discovery,
+    A no-op unless ``workers > 1`` on the local backend with a fork server. Its imports
+    (:data:`PRELOAD`, seconds) then overlap this process's own start-up (imports, discovery,
     planning, the store) instead of delaying the first task. Idempotent: the pool later finds
     the server running, or waits for it.
     """
+    if workers <= 1 or backend != "local":
+        return
     ctx = pool_context()
     if ctx.get_start_method() != "forkserver":
         return

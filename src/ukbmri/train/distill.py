@@ -45,7 +45,7 @@ from ukbmri.io.atomic import require_free_folder
 from ukbmri.models import resolve_device
 from ukbmri.models.ml4h_liver import liver_fat_interval
 from ukbmri.train.calibration import calibration_factor
-from ukbmri.train.liver import FOLD_RULE, Progress, initialisation_text, run_liver_cv
+from ukbmri.train.liver import FOLD_RULE, Progress, initialisation_info, run_liver_cv
 from ukbmri.train.liver_data import (
     DEFAULT_LABEL_COLUMN,
     LabelTable,
@@ -220,8 +220,7 @@ def distill(
         },
         "training": {**asdict(cfg), "optimizer": "Adam", "seed": seed, "device": str(dev),
                      "loss": "exp(-s)((m_t-mu)^2+v_t)+s" if mv else "log-cosh",
-                     "initialisation": initialisation_text(warm),
-                     "init_from": None if warm is None else warm.info,
+                     **initialisation_info(warm),
                      "history": history_info(cv), "seconds": round(time.perf_counter() - t0, 1)},
         "cross_validation": {"folds": folds, "fold_assignment": FOLD_RULE, "calibration": basis},
     }

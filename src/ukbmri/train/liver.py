@@ -75,7 +75,7 @@ from ukbmri.train.liver_report import (
     write_liver_folder,
 )
 
-__all__ = ["CVResult", "run_liver_cv", "planned_steps", "train_teacher", "initialisation_text"]
+__all__ = ["CVResult", "run_liver_cv", "planned_steps", "train_teacher", "initialisation_info"]
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,13 @@ def run_liver_cv(
     return CVResult(fold, mean, var, histories, model.cpu(), final)
 
 
-def initialisation_text(warm: WarmStart | None) -> str:
-    """model.json ``training.initialisation``."""
+def initialisation_info(warm: WarmStart | None) -> dict:
+    """model.json ``training.initialisation`` (text) and ``training.init_from`` (folder, sha256 or None)."""
     keras = "Keras defaults (Glorot-uniform, zero bias)"
     if warm is None:
-        return keras
-    return f"warm start from {warm.folder} (re-initialisation after a collapse: {keras})"
+        return {"initialisation": keras, "init_from": None}
+    return {"initialisation": f"warm start from {warm.folder} (re-initialisation after a collapse: {keras})",
+            "init_from": warm.info}
 
 
 # --------------------------------------------------------------------------- teacher
@@ -293,8 +294,7 @@ def train_teacher(
         },
         "training": {**asdict(cfg), "optimizer": "Adam", "seed": seed, "device": str(dev),
                      "loss": "Gaussian NLL exp(-s)(y-mu)^2+s" if cfg.mean_variance else "log-cosh",
-                     "initialisation": initialisation_text(warm),
-                     "init_from": None if warm is None else warm.info,
+                     **initialisation_info(warm),
                      "label_normalisation": "(y - 3.91012) / 4.64437",
                      "history": history_info(cv), "seconds": round(time.perf_counter() - t0, 1)},
         "cross_validation": {"folds": folds, "fold_assignment": FOLD_RULE,
