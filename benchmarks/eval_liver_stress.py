@@ -37,9 +37,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--verbose", action="store_true", help="one line per participant")
+    ap.add_argument("--roi", default="localiser", choices=("localiser", "rules"),
+                    help="liver region from the bundled localiser network (default) or the image rules alone")
+    ap.add_argument("--localiser", default=None, help="a localiser folder instead of the bundled one")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
+    loc = None
+    if a.roi == "localiser":
+        from ukbmri.physics.liver_locate import bundled_localiser, load_localiser
+
+        loc = load_localiser(a.localiser) if a.localiser else bundled_localiser()
     rows, flags, none, t0 = [], collections.Counter(), 0, time.perf_counter()
+    used = collections.Counter()  # which method chose the region, per participant with a value
     trusted = collections.defaultdict(lambda: [0, 0])  # group -> [without a trusted value, participants]
 
     def tally(c, ok: bool) -> None:
@@ -54,7 +63,7 @@ def main() -> None:
     for i in range(a.n):
         c = stress_case(rng, variant=a.variant, protocol="gre" if i % 2 == 0 else "ideal")
         try:
-            r = liver_fat_from_multiecho(c.data)
+            r = liver_fat_from_multiecho(c.data, localiser=loc)
         except LiverNotFoundError:
             none += 1
             tally(c, False)
@@ -63,6 +72,7 @@ def main() -> None:
                       f"noise x{c.noise_scale:.1f}: no liver found")
             continue
         bad = UNRELIABLE in r.flags
+        used["localiser" if (r.qc.get("roi_localiser") or {}).get("used") else "rules"] += 1
         tally(c, not bad)
         flags.update(f for f in r.flags if f != UNRELIABLE)
         in_liver = float(c.liver[r.mask].mean()) if r.mask.any() else 0.0
@@ -71,14 +81,15 @@ def main() -> None:
         if a.verbose:
             print(f"{i:3d} {c.protocol:5s} PDFF {c.pdff_percent:5.1f} R2* {c.r2star_per_s:4.0f} noise "
                   f"x{c.noise_scale:.1f}: error {r.pdff_percent - c.pdff_percent:+6.2f} pp, interval +-"
-                  f"{(r.pdff_ci95[1] - r.pdff_ci95[0]) / 2:.2f}, ROI in liver {in_liver:.2f} {' '.join(r.flags)}")
+                  f"{(r.pdff_ci95[1] - r.pdff_ci95[0]) / 2:.2f}, ROI in liver {in_liver:.2f} {' '.join(r.flags)}"
+                  + _localiser_note(r.qc.get("roi_localiser")))
     x = np.array(rows, dtype=float).reshape(-1, 10)
     t, rt, v, rv, plo, phi, rlo, rhi, bad, inl = x.T
     ok = bad == 0
     print(f"{a.variant} seed {a.seed}: {a.n} participants, {time.perf_counter() - t0:.0f} s")
     print(f"  no value (no liver found): {none}; flagged liver_roi_unreliable: {int((~ok).sum())}; "
           f"without a trusted value: {100 * (none + (~ok).sum()) / a.n:.1f} %")
-    print(f"  flags: {dict(flags.most_common())}")
+    print(f"  flags: {dict(flags.most_common())}; region chosen by {dict(used)}")
     print("  without a trusted value by " + "; ".join(f"{g}: {b}/{n} ({100 * b / n:.0f} %)"
                                                      for g, (b, n) in sorted(trusted.items())))
     print(f"  ROI >= 95 % inside the drawn liver: {int((inl >= 0.95).sum())} of {len(inl)} with a value; "
@@ -102,6 +113,14 @@ def main() -> None:
     report("unflagged", np.ones_like(ok))
     report("fatty (>= 30 %)", t >= 30)
     report("iron-loaded (R2* >= 150 /s)", rt >= 150)
+
+
+def _localiser_note(rec: dict | None) -> str:
+    if not rec:
+        return ""
+    if rec.get("used"):
+        return f" [localiser: tissue {rec['tissue_fraction']:.2f}]"
+    return f" [rules: localiser rejected, {rec.get('rejected')}]"
 
 
 if __name__ == "__main__":

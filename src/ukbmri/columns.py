@@ -54,6 +54,8 @@ _LIVER = [
     ("liver_r2star_physics_ci95_high", "1/s", "95 % interval of R2*, upper end", "", "as for PDFF"),
     ("physics_source_field", "", "the field (20203 or 20254) the headline physics values come from", "", ""),
     ("liver_roi_voxels", "voxels", "size of the liver ROI the headline values come from", "", ""),
+    ("liver_roi_method", "", "what chose that ROI's liver region: 'localiser' (the network's proposal, accepted "
+     "by the physics check) or 'rules' (the image rules)", "", "docs/liver_qc.md"),
     ("liver_fat_gre_physics_percent", "%", "physics PDFF from the GRE (20203)", "22402", "as the headline, GRE only"),
     ("liver_r2star_gre_physics_per_s", "1/s", "physics R2* from the GRE (20203)", "", ""),
     ("liver_fat_ideal_physics_percent", "%", "physics PDFF from the IDEAL (20254)", "22402",

@@ -113,13 +113,15 @@ def test_case17_magnitude_default_reads_fat_as_fat(real_data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_case12_liver_on_every_slice(real_data_dir, tmp_path):
+@pytest.mark.parametrize("liver_roi", ["localiser", "rules"])
+def test_case12_liver_on_every_slice(real_data_dir, tmp_path, liver_roi):
     import json
 
     from ukbmri.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["fatwater", str(real_data_dir / "12.mat"), "--out", str(tmp_path), "--liver", "--no-montage"])
+        main(["fatwater", str(real_data_dir / "12.mat"), "--out", str(tmp_path), "--liver", "--no-montage",
+              "--liver-roi", liver_roi])
     assert exc.value.code == 0
     roi = np.load(tmp_path / "12_liver_roi.npy")
     assert roi.shape == (157, 256, 3)
@@ -128,7 +130,7 @@ def test_case12_liver_on_every_slice(real_data_dir, tmp_path):
     assert np.nonzero(roi)[1].mean() < 110  # the liver is on the image's left
     liver = json.loads((tmp_path / "12_summary.json").read_text())["liver"]
     assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0  # measured 0.47 %, 28 /s
-    assert liver["flags"] == []
+    assert liver["flags"] == [] and liver["roi"] == liver_roi
     # >= 95 % of the ROI inside the liver: coarse liver outlines drawn by hand on the first
     # echo (row, column vertices; they stay inside the organ's visible edge)
     from matplotlib.path import Path as Polygon

@@ -79,10 +79,14 @@ def _spectrum(ctx, param, value: str | None):
               show_default=True,
               help="--liver on input without geometry: where the patient's right appears when the array is "
                    "shown as stored (first axis down); the ISMRM toolbox's data are radiological (image-left).")
+@click.option("--liver-roi", "liver_roi", type=click.Choice(["localiser", "rules"]), default="localiser",
+              show_default=True,
+              help="--liver: the liver region from the bundled localiser network (trained on phantoms; the "
+                   "physics checks and QC flags apply) or from the image rules alone.")
 @click.option("--stem", default=None, help="Output file prefix (default: the first input's name).")
 @click.option("--no-montage", is_flag=True, help="Skip the PNG montage.")
 def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, device, spectrum, phase_paths, branch,
-             spacing, liver, right, stem, no_montage) -> None:
+             spacing, liver, right, liver_roi, stem, no_montage) -> None:
     """Separate water and fat, and estimate R2* (and B0), from multi-echo images.
 
     INPUTS: an ISMRM fat-water toolbox .mat file, a UK Biobank 20203 / 20254 zip, or NIfTI
@@ -143,17 +147,18 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         side = "from the input's geometry" if data.affine_lps is not None else right
         try:
-            lv = liver_fat_slices(data, liver_maps, device=device, right_direction=right_direction_for(right))
+            lv = liver_fat_slices(data, liver_maps, device=device, right_direction=right_direction_for(right),
+                                  localiser="bundled" if liver_roi == "localiser" else None)
         except LiverNotFoundError as exc:  # the maps are still written; no liver values at all
             log.warning("%s", exc)
             save_npy(Path(out_dir) / f"{name}_liver_roi.npy", np.zeros(data.shape, dtype=bool))
-            extra["liver"] = {"error": str(exc), "flags": ["liver_not_found"], "right": side}
+            extra["liver"] = {"error": str(exc), "flags": ["liver_not_found"], "right": side, "roi": liver_roi}
         else:
             save_npy(Path(out_dir) / f"{name}_liver_roi.npy", lv.roi)
             liver_rows = lv.rows()
             extra["liver"] = {"pdff_percent": lv.pdff_percent, "pdff_ci95": list(lv.pdff_ci95),
                               "r2star_per_s": lv.r2star_per_s, "r2star_ci95": list(lv.r2star_ci95),
-                              "flags": list(lv.flags), "right": side}
+                              "flags": list(lv.flags), "right": side, "roi": liver_roi}
     res = write_fatwater_outputs(maps, data, out_dir, name, roi=roi, montage=not no_montage, extra=extra,
                                  extra_rows=liver_rows)
     for row in res.summary:

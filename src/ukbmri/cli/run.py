@@ -71,6 +71,10 @@ def run_and_report(inputs, out: Path, *, inputs_from=None, eids=None, shard=None
               help="Liver network weights: a folder with teacher/ and/or student/, a weights folder, or a "
                    "published ml4h .h5 file (repeatable; default: the bundled demonstration weights).")
 @click.option("--no-liver-networks", is_flag=True, help="Liver physics fit only (no teacher/student).")
+@click.option("--liver-roi", "liver_roi", type=click.Choice(["localiser", "rules"]), default="localiser",
+              show_default=True,
+              help="Physics liver region: from the bundled localiser network (trained on phantoms; the physics "
+                   "checks and QC flags apply) or from the image rules alone.")
 @click.option("--allow-demo-weights", is_flag=True,
               help="Apply the bundled demonstration weights (trained on phantoms) to scans that are not synthetic.")
 @click.option("--exclusions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -85,7 +89,7 @@ def run_and_report(inputs, out: Path, *, inputs_from=None, eids=None, shard=None
 @device_option
 @workers_option
 @backend_options
-def run(inputs, out, inputs_from, eids, shard, module_dirs, liver_weights, no_liver_networks, allow_demo_weights,
+def run(inputs, out, inputs_from, eids, shard, module_dirs, liver_weights, no_liver_networks, liver_roi, allow_demo_weights,
         exclusions, include_excluded, retry_failed, cache_dir, truth, precision, device, workers, backend,
         scheduler) -> None:
     """Everything for UK Biobank zips (20201, 20203, 20254): INPUTS are zips or folders (searched recursively).
@@ -98,7 +102,7 @@ def run(inputs, out, inputs_from, eids, shard, module_dirs, liver_weights, no_li
         raise click.UsageError("give INPUTS (zips or folders) or --inputs-from FILE")
     result = run_and_report(
         inputs, out, inputs_from=inputs_from, eids=eids, shard=shard, modules=list(module_dirs) or None,
-        liver_weights=list(liver_weights) or None, liver_networks=not no_liver_networks,
+        liver_weights=list(liver_weights) or None, liver_networks=not no_liver_networks, liver_roi=liver_roi,
         allow_demo_weights=allow_demo_weights, exclusions=exclusions, include_excluded=include_excluded,
         retry_failed=retry_failed, cache_dir=cache_dir, truth=truth, precision=precision, device=device,
         workers=workers, backend=backend, scheduler=scheduler, require_inputs=True,

@@ -56,6 +56,7 @@ class RunOptions:
     modules: tuple[Path, ...] | None = None  #: body modules; None: the bundled demonstration module
     liver_weights: tuple[Path, ...] | None = None  #: liver weights; None: the bundled demonstration weights
     liver_networks: bool = True
+    liver_roi: str = "localiser"  #: physics liver region: "localiser" (network proposes) or "rules"
     allow_demo_weights: bool = False
     stages: tuple[str, ...] = STAGES
     device: str = "cpu"
@@ -127,7 +128,8 @@ def build_stages(opts: RunOptions) -> list[Stage]:
                 if opts.liver_weights is None:
                     ref = replace(ref, demonstration=True)
                 teacher, student = (ref, student) if kind == "teacher" else (teacher, ref)
-        stages.append(LiverStage(teacher, student, opts.allow_demo_weights, device))
+        stages.append(LiverStage(teacher, student, opts.allow_demo_weights, device,
+                                 localiser=opts.liver_roi == "localiser"))
     return stages
 
 

@@ -81,14 +81,24 @@ class LiverPhysicsResult:
 
 
 def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, device: str = "cpu",
-                        noise_sigma: float | str | None = "auto", protocol: str = "",
+                        noise_sigma: float | str | None = "auto", protocol: str = "", localiser="bundled",
                         **roi_kwargs) -> LiverPhysicsResult:
     """Liver PDFF / R2* of slice ``z`` of ``data`` given whole-slice maps that read fat as fat.
 
     ``roi_maps``: complex fit, or magnitude fit with ``branch="best"``, of ``data`` (all
-    slices). Raises :class:`~ukbmri.errors.LiverNotFoundError` naming ``data.source``.
+    slices). ``localiser``: ``"bundled"`` (the shipped liver localiser network proposes the
+    liver region, :mod:`ukbmri.physics.liver_locate`), a loaded
+    :class:`~ukbmri.physics.liver_locate.LiverLocaliser`, or ``None`` (the image-rule ROI
+    alone). Raises :class:`~ukbmri.errors.LiverNotFoundError` naming ``data.source``.
     """
     from dataclasses import replace
+
+    if isinstance(localiser, str):
+        if localiser != "bundled":
+            raise ValueError(f"localiser must be 'bundled', None or a LiverLocaliser, got {localiser!r}")
+        from ukbmri.physics.liver_locate import bundled_localiser
+
+        localiser = bundled_localiser()
 
     sl = slice(z, z + 1)
     d1 = data if data.shape[2] == 1 else replace(data, images=data.images[:, :, sl])
@@ -104,7 +114,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     roi_kwargs.setdefault("affine_lps", data.affine_lps)
     try:
         roi = find_liver_roi(m1, pixel_spacing_mm=sp[:2], noise_sigma=sigma, te_s=data.te_s,
-                             field_strength_t=data.field_strength_t, info=info, **roi_kwargs)
+                             field_strength_t=data.field_strength_t, info=info, localiser=localiser, **roi_kwargs)
     except LiverNotFoundError as exc:
         what = "homogeneous water-dominant tissue on the patient's right (a liver)"
         raise LiverNotFoundError(f"no liver found in slice {z}: {exc.message}", path=data.source,
@@ -128,6 +138,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
         c_ci = (clo, chi)
     flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=pdff, pdff_ci=(plo, phi),
                           complex_pdff=c_pdff, complex_ci=c_ci, spacing=sp[:2])
+    qc["roi_localiser"] = info.get("localiser")  # None: the image-rule ROI chose the region
     qc.update(voxel_median_pdff=summ.pdff_percent, voxel_median_r2star=summ.r2star_per_s, pooled_blocks=pooled.blocks)
     return LiverPhysicsResult(
         summary=summ, mask=roi2, background=np.abs(d1.images[:, :, 0, 0]).astype(np.float32),

@@ -45,9 +45,12 @@ from ukbmri.errors import LiverInputError, LiverNotFoundError
 from ukbmri.physics.liver_flags import MAX_POSTERIOR
 from ukbmri.physics.multiecho import FatWaterMaps
 
-__all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction"]
+__all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction", "localised_region"]
 
 log = logging.getLogger(__name__)
+
+#: share of a localiser's proposal that must be liver-like tissue (else the image rules decide)
+MIN_TISSUE_FRACTION = 0.6
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +146,7 @@ def find_liver_roi(
     field_strength_t: float = 1.5,
     noise_k: float = 2.0,
     info: dict | None = None,
+    localiser=None,
 ) -> np.ndarray:
     """Boolean ``(x, y)`` (or ``(x, y, 1)``, like the maps) liver ROI mask; see the module docstring.
 
@@ -164,6 +168,9 @@ def find_liver_roi(
         tolerances (:func:`ukbmri.physics.liver_noise.crlb_sd`), so that noisy, iron-loaded
         or fatty livers still count as homogeneous. Without them only the tissue
         tolerances apply.
+    localiser:
+        A :class:`~ukbmri.physics.liver_locate.LiverLocaliser`: its proposal is the liver region
+        (steps 3b-4 are skipped; the patient's right must be known, else they run as without).
     info:
         Optional dict that receives diagnostics for QC (``region`` mask, ``region_area_mm2``,
         ``region_inscribed_mm``, ``side``, ``body_radius_mm``, ``homog_ratio``).
@@ -264,94 +271,109 @@ def find_liver_roi(
     if nh:
         hsize = np.asarray(ndi.sum(holes, hl, np.arange(1, nh + 1)))
         homog = homog | np.isin(hl, 1 + np.flatnonzero(hsize * sx * sy <= 40.0))
-    core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
-    if info is not None:
-        info["stages"] = {"tissue": tissue, "homogeneous": homog, "core": core}
-    lab, n = ndi.label(core)
-    if n == 0:
-        raise LiverNotFoundError("no liver-like region found in the slice",
-                              expected=f"homogeneous water-dominant tissue with R2* in {r2star_range} /s",
-                              found=f"{int(tissue.sum())} liver-like voxels, none {split_mm:g} mm from an edge")
-    idx = np.arange(1, n + 1)
-    area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
-    com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
-    ok = area >= min_area_mm2
-    # the liver is the largest solid organ, thick (not a band of muscle along the wall),
-    # and lies mostly on the patient's right: score = area on the right x thickness factor
-    inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(core, sampling=(sx, sy)), lab, idx)) + split_mm
-    thick = np.clip(inscribed / 20.0, 0.25, 1.0)
-    score = area * thick
+    rd = None
     if right_direction is not None:
-        # the part of each candidate on the patient's right counts (a liver that reaches across
-        # the midline keeps its right lobe; an organ on the left scores little)
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
-        xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
-        on_right = along(xg, yg, rd) > 0
-        area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
-        score = area_r * thick
-        right = ok & (area_r >= min_area_mm2)
-        ok = right if right.any() else ok
     pdir = posterior_direction(affine_lps) if affine_lps is not None else None
-    if pdir is not None:
-        # kidneys and paraspinal muscles lie posterior; a candidate there is chosen only when
-        # nothing anterior to them qualifies (the choice is then flagged liver_roi_posterior)
-        post_c = along(com[:, 0], com[:, 1], pdir)
-        front = ok & (post_c <= max_posterior)
-        ok = front if front.any() else ok
-    if not ok.any():
-        raise LiverNotFoundError("no liver-sized region found in the slice",
-                                 expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
-                                 found=f"largest {float(area.max()):.0f} mm^2")
-    best = idx[ok][int(np.argmax(score[ok]))]
-    log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
-              np.round(score).tolist(), int(best))
-    seed = lab == best
-    # 4. anchor: the point of the chosen component that is deep inside it and far to the
-    #    patient's right; the liver is what resembles the anchor's neighbourhood (water
-    #    signal, R2*, fat fraction within max(4 MAD, a floor)) and is connected to it
-    comp = lab == best
-    depth_c = ndi.distance_transform_edt(comp, sampling=(sx, sy))
-    if right_direction is not None:
+
+    def heuristic_region() -> np.ndarray:
+        """Steps 3b-4 without a localiser: homogeneous candidates, the choice, growth from its anchor."""
+        core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
+        if info is not None:
+            info["stages"] = {"tissue": tissue, "homogeneous": homog, "core": core}
+        lab, n = ndi.label(core)
+        if n == 0:
+            raise LiverNotFoundError("no liver-like region found in the slice",
+                                  expected=f"homogeneous water-dominant tissue with R2* in {r2star_range} /s",
+                                  found=f"{int(tissue.sum())} liver-like voxels, none {split_mm:g} mm from an edge")
+        idx = np.arange(1, n + 1)
+        area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
+        com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
+        ok = area >= min_area_mm2
+        # the liver is the largest solid organ, thick (not a band of muscle along the wall),
+        # and lies mostly on the patient's right: score = area on the right x thickness factor
+        inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(core, sampling=(sx, sy)), lab, idx)) + split_mm
+        thick = np.clip(inscribed / 20.0, 0.25, 1.0)
+        score = area * thick
+        if right_direction is not None:
+            # the part of each candidate on the patient's right counts (a liver that reaches across
+            # the midline keeps its right lobe; an organ on the left scores little)
+            xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
+            on_right = along(xg, yg, rd) > 0
+            area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
+            score = area_r * thick
+            right = ok & (area_r >= min_area_mm2)
+            ok = right if right.any() else ok
+        if pdir is not None:
+            # kidneys and paraspinal muscles lie posterior; a candidate there is chosen only when
+            # nothing anterior to them qualifies (the choice is then flagged liver_roi_posterior)
+            post_c = along(com[:, 0], com[:, 1], pdir)
+            front = ok & (post_c <= max_posterior)
+            ok = front if front.any() else ok
+        if not ok.any():
+            raise LiverNotFoundError("no liver-sized region found in the slice",
+                                     expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
+                                     found=f"largest {float(area.max()):.0f} mm^2")
+        best = idx[ok][int(np.argmax(score[ok]))]
+        log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
+                  np.round(score).tolist(), int(best))
+        seed = lab == best
+        # 4. anchor: the point of the chosen component that is deep inside it and far to the
+        #    patient's right; the liver is what resembles the anchor's neighbourhood (water
+        #    signal, R2*, fat fraction within max(4 MAD, a floor)) and is connected to it
+        comp = lab == best
+        depth_c = ndi.distance_transform_edt(comp, sampling=(sx, sy))
+        if right_direction is not None:
+            xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
+            side_px = along(xx, yy, rd)
+            pull = depth_c * (1.0 + np.clip(side_px, 0.0, 1.0))
+        else:
+            pull = depth_c
+        anchor = np.unravel_index(int(np.argmax(np.where(comp, pull, -1.0))), comp.shape)
         xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
-        side_px = along(xx, yy, rd)
-        pull = depth_c * (1.0 + np.clip(side_px, 0.0, 1.0))
-    else:
-        pull = depth_c
-    anchor = np.unravel_index(int(np.argmax(np.where(comp, pull, -1.0))), comp.shape)
-    xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
-    near_anchor = comp & (((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2 <= anchor_mm ** 2)
+        near_anchor = comp & (((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2 <= anchor_mm ** 2)
 
-    def near(v: np.ndarray, floor: float) -> np.ndarray:
-        vals = v[near_anchor]
-        med = np.median(vals)
-        mad = 1.4826 * np.median(np.abs(vals - med))
-        return np.abs(v - med) <= max(4.0 * mad, floor)
+        def near(v: np.ndarray, floor: float) -> np.ndarray:
+            vals = v[near_anchor]
+            med = np.median(vals)
+            mad = 1.4826 * np.median(np.abs(vals - med))
+            return np.abs(v - med) <= max(4.0 * mad, floor)
 
-    med_w = float(np.median(water[near_anchor]))
-    fl_w, fl_r, fl_f = 0.08 * med_w, 4.0, 2.0
-    if noise_w is not None:  # floors at least the noise expected at the anchor
-        fl_w = max(fl_w, 3.0 * float(np.median(noise_w[near_anchor])))
-        fl_r = max(fl_r, 3.0 * float(np.median(noise_r[near_anchor])))
-        fl_f = max(fl_f, 3.0 * float(np.median(noise_f[near_anchor])))
-    similar = tissue & near(water, fl_w) & near(r2, fl_r) & near(ff, fl_f)
-    seed = comp & similar
-    lab1, _ = ndi.label(seed)
-    if lab1[anchor] == 0:  # the anchor voxel itself is an outlier: the commonest label around it
-        around = lab1[near_anchor]
-        around = around[around > 0]
-        if around.size == 0:
-            raise LiverNotFoundError("liver region is not homogeneous around its centre",
-                                     expected="homogeneous liver tissue", found="mixed values")
-        keep = int(np.bincount(around).argmax())
-        dist = np.where(lab1 == keep, ((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2, np.inf)
-        anchor = np.unravel_index(int(np.argmin(dist)), dist.shape)
-    seed = lab1 == lab1[anchor]
-    liver = ndi.binary_dilation(seed, structure=_disk((split_mm / sx + 1, split_mm / sy + 1))) & similar
-    lab2, _ = ndi.label(liver)
-    liver = lab2 == lab2[anchor]
+        med_w = float(np.median(water[near_anchor]))
+        fl_w, fl_r, fl_f = 0.08 * med_w, 4.0, 2.0
+        if noise_w is not None:  # floors at least the noise expected at the anchor
+            fl_w = max(fl_w, 3.0 * float(np.median(noise_w[near_anchor])))
+            fl_r = max(fl_r, 3.0 * float(np.median(noise_r[near_anchor])))
+            fl_f = max(fl_f, 3.0 * float(np.median(noise_f[near_anchor])))
+        similar = tissue & near(water, fl_w) & near(r2, fl_r) & near(ff, fl_f)
+        seed = comp & similar
+        lab1, _ = ndi.label(seed)
+        if lab1[anchor] == 0:  # the anchor voxel itself is an outlier: the commonest label around it
+            around = lab1[near_anchor]
+            around = around[around > 0]
+            if around.size == 0:
+                raise LiverNotFoundError("liver region is not homogeneous around its centre",
+                                         expected="homogeneous liver tissue", found="mixed values")
+            keep = int(np.bincount(around).argmax())
+            dist = np.where(lab1 == keep, ((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2, np.inf)
+            anchor = np.unravel_index(int(np.argmin(dist)), dist.shape)
+        seed = lab1 == lab1[anchor]
+        liver = ndi.binary_dilation(seed, structure=_disk((split_mm / sx + 1, split_mm / sy + 1))) & similar
+        lab2, _ = ndi.label(liver)
+        liver = lab2 == lab2[anchor]
+        return liver
+
+    liver = None
+    if localiser is not None and rd is not None:
+        liver = localised_region(localiser, maps, body, tissue, (sx, sy), rd, pdir, min_area_mm2=min_area_mm2,
+                                 info=info)
+    if liver is None:
+        liver = heuristic_region()
     # 5. ROI: eroded, vessels and outliers removed
     roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
+    if info is not None and info.get("localiser", {}).get("used"):
+        roi &= tissue  # the proposal's liver-like voxels only
     if roi.sum() < min_voxels:
         roi = liver.copy()
     win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
@@ -394,6 +416,44 @@ def find_liver_roi(
             region_depth_mm=float(np.median(depth[liver])),
         )
     return roi[:, :, None] if np.asarray(maps.ff_percent).ndim == 3 else roi
+
+
+def localised_region(localiser, maps: FatWaterMaps, body: np.ndarray, tissue: np.ndarray,
+                     spacing: tuple[float, float], right: np.ndarray, posterior: np.ndarray | None, *,
+                     min_area_mm2: float, info: dict | None = None) -> np.ndarray | None:
+    """The liver region a localiser proposes, or ``None`` when physics rejects the proposal.
+
+    The proposal is the connected component of probability > 0.5 with the largest summed
+    probability. It is rejected (the caller then uses the image rules) when there is none,
+    when it is smaller than ``min_area_mm2``, or when less than ``MIN_TISSUE_FRACTION`` of it
+    is liver-like tissue (water-dominant, liver R2*, full proton density, away from the body
+    wall): a liver cross-section is mostly that, a network fooled by an unfamiliar image is
+    not held to it otherwise. ``info["localiser"]`` records the proposal and the decision.
+    """
+    sx, sy = spacing
+    prob = localiser.probability(_slice2d(maps.water), _slice2d(maps.fat), _slice2d(maps.ff_percent),
+                                 _slice2d(maps.r2star_per_s), body, spacing, right, posterior)
+    lab, n = ndi.label(prob > 0.5)
+    rec = {"fingerprint": getattr(localiser, "fingerprint", ""), "used": False}
+    if info is not None:
+        info["localiser"] = rec
+    if n == 0:
+        rec["rejected"] = "no voxel with liver probability > 0.5"
+        return None
+    idx = np.arange(1, n + 1)
+    best = int(idx[int(np.argmax(ndi.sum(prob, lab, idx)))])
+    region = lab == best
+    area = float(region.sum() * sx * sy)
+    frac = float(tissue[region].mean())
+    rec.update(area_mm2=area, probability_mean=float(prob[region].mean()), tissue_fraction=frac)
+    if area < min_area_mm2:
+        rec["rejected"] = f"proposal {area:.0f} mm^2 < {min_area_mm2:g} mm^2"
+    elif frac < MIN_TISSUE_FRACTION:
+        rec["rejected"] = f"only {100 * frac:.0f} % of the proposal is liver-like tissue"
+    else:
+        rec["used"] = True
+    log.debug("localiser proposal: %s", rec)
+    return region if rec["used"] else None
 
 
 def liver_summary(maps: FatWaterMaps, roi: np.ndarray, *, values: FatWaterMaps | None = None) -> LiverSummary:

@@ -84,13 +84,16 @@ def _combine(values: list[float], cis: list[tuple[float, float]]) -> tuple[float
 
 
 def liver_fat_slices(data: MultiEcho, maps: FatWaterMaps, *, device: str = "cpu",
-                     right_direction: tuple[float, float] | None = None) -> LiverSlices:
+                     right_direction: tuple[float, float] | None = None, localiser="bundled") -> LiverSlices:
     """Liver ROI, PDFF and R2* on every slice of ``data`` (``maps``: fat reads as fat, see liver.py).
 
-    ``right_direction`` is needed when ``data`` has no affine. Raises
+    ``right_direction`` is needed when ``data`` has no affine; ``localiser`` as in
+    :func:`~ukbmri.physics.liver.liver_fat_from_maps`. Raises
     :class:`~ukbmri.errors.LiverNotFoundError` when no slice shows a liver.
     """
-    kw = {} if data.affine_lps is not None else {"right_direction": right_direction}
+    kw = {"localiser": localiser}
+    if data.affine_lps is None:
+        kw["right_direction"] = right_direction
     results: list[LiverPhysicsResult | None] = []
     errors: list[str | None] = []
     roi = np.zeros(data.shape, dtype=bool)

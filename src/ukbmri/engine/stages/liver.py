@@ -34,7 +34,7 @@ __all__ = ["LiverStage", "LiverRow", "NetRef", "LIVER_FIELDS"]
 
 log = logging.getLogger(__name__)
 
-VERSION = "liver-2"
+VERSION = "liver-3"
 LIVER_FIELDS = (20203, 20254)
 PROTOCOL = {20203: "gre", 20254: "ideal"}
 NETWORK_FIELD = {"teacher": 20203, "student": 20254}
@@ -69,6 +69,7 @@ class LiverRow:
     liver_r2star_physics_ci95_high: float | None = None
     physics_source_field: int | None = None
     liver_roi_voxels: int | None = None
+    liver_roi_method: str | None = None
     liver_fat_gre_physics_percent: float | None = None
     liver_r2star_gre_physics_per_s: float | None = None
     liver_fat_ideal_physics_percent: float | None = None
@@ -93,7 +94,7 @@ class LiverRow:
 
 
 _DTYPES = {"physics_source_field": "Int64", "liver_roi_voxels": "Int64"}
-_STRINGS = ("gre_zip", "ideal_zip", "gre_input_sha256", "ideal_input_sha256",
+_STRINGS = ("liver_roi_method", "gre_zip", "ideal_zip", "gre_input_sha256", "ideal_input_sha256",
             "teacher_weights_fingerprint", "student_weights_fingerprint")
 
 
@@ -106,6 +107,7 @@ class LiverStage:
     allow_demo: bool = False
     device: str = "cpu"
     save_roi: bool = True
+    localiser: bool = True  #: the bundled liver localiser proposes the physics ROI (else the image rules)
     name: str = "liver"
     version: str = VERSION
     batch_size: int = 1
@@ -115,9 +117,13 @@ class LiverStage:
         return LIVER_FIELDS
 
     def settings(self) -> Mapping[str, Any]:
+        from ukbmri.infer.weights import fingerprint
+        from ukbmri.physics.liver_locate import BUNDLED_LOCALISER
+
         return {"teacher": self.teacher.fingerprint if self.teacher else None,
                 "student": self.student.fingerprint if self.student else None,
-                "allow_demo": self.allow_demo}
+                "allow_demo": self.allow_demo,
+                "localiser": fingerprint(BUNDLED_LOCALISER) if self.localiser else None}
 
     def columns(self) -> list[Column]:
         out = []
@@ -172,7 +178,8 @@ class LiverStage:
             cells.update(liver_fat_physics_percent=_num(res.pdff_percent), liver_fat_physics_ci95_low=lo,
                          liver_fat_physics_ci95_high=hi, liver_r2star_physics_per_s=_num(res.r2star_per_s),
                          liver_r2star_physics_ci95_low=rlo, liver_r2star_physics_ci95_high=rhi,
-                         physics_source_field=fld, liver_roi_voxels=int(res.n_voxels))
+                         physics_source_field=fld, liver_roi_voxels=int(res.n_voxels),
+                         liver_roi_method="localiser" if (res.qc.get("roi_localiser") or {}).get("used") else "rules")
             flags.extend(res.flags)
         if 20203 in physics and 20254 in physics:
             flags.extend(_cross_check(physics[20203], physics[20254]))
@@ -212,7 +219,8 @@ class LiverStage:
     def _physics(self, echoes, fld: int, job: Job, workdir: Path):
         from ukbmri.physics.liver import liver_fat_from_multiecho
 
-        res = liver_fat_from_multiecho(echoes, device="cpu", protocol=PROTOCOL[fld])
+        res = liver_fat_from_multiecho(echoes, device="cpu", protocol=PROTOCOL[fld],
+                                       localiser="bundled" if self.localiser else None)
         if self.save_roi:
             res.save_mask(workdir / "liver_roi" / f"{job.eid}_{job.instance}_{fld}")
         return res
