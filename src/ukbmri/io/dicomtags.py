@@ -27,7 +27,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.tag import Tag
 
 from ukbmri.errors import MissingTagError
-from ukbmri.io.tagwalk import walk_header
+from ukbmri.io.tagwalk import walk_header, wanted_keys
 
 __all__ = [
     "KEYWORDS",
@@ -56,7 +56,13 @@ for _kw in KEYWORDS:
     _tag = tag_for_keyword(_kw)
     _BY_TAG[_tag] = (_kw, dictionary_VR(_tag))
 _VR_BYTES = {vr: vr.encode("ascii") for _, vr in _BY_TAG.values()}
+_KEYS = wanted_keys(_BY_TAG)
 _STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI", "LT", "ST", "PN"}
+#: tag -> (keyword, dictionary VR, VR as bytes, VR found in files that is accepted too, string VR?)
+_SPEC = {
+    tag: (kw, vr, _VR_BYTES[vr], b"SS" if vr == "US" else _VR_BYTES[vr], vr in _STRING_VRS)
+    for tag, (kw, vr) in _BY_TAG.items()
+}
 _SINGLE_VRS = {"LT", "ST"}  # values that may legitimately contain a backslash
 _US = struct.Struct("<H")
 
@@ -120,16 +126,16 @@ def fast_header(data: bytes) -> FastHeader | None:
     anything it does not handle, a wanted value whose VR differs from the
     dictionary's, or a wanted string value that is not ASCII.
     """
-    raw = walk_header(data, _BY_TAG)
+    raw = walk_header(data, _BY_TAG, _KEYS)
     if raw is None:
         return None
     elements, pixel_at, ts, implicit = raw
     values: dict[str, tuple[str, bytes]] = {}
     for tag, (found_vr, value) in elements.items():
-        kw, vr = _BY_TAG[tag]
-        if found_vr is not None and found_vr != _VR_BYTES[vr] and not (vr == "US" and found_vr == b"SS"):
+        kw, vr, vr_bytes, also_ok, is_text = _SPEC[tag]
+        if found_vr is not None and found_vr != vr_bytes and found_vr != also_ok:
             return None  # unexpected VR in the file: let pydicom decide
-        if vr in _STRING_VRS and not value.isascii():
+        if is_text and not value.isascii():
             return None  # a character set to honour: pydicom decodes it
         if value:
             values[kw] = (vr, value)
@@ -149,7 +155,10 @@ def _text(raw: dict[str, tuple[str, bytes]], kw: str) -> str | None:
 
 def _numbers(raw: dict[str, tuple[str, bytes]], kw: str, n: int) -> tuple[float, ...]:
     text = raw[kw][1].decode("ascii")
-    out = tuple(float(p.strip("\x00 ")) for p in text.split("\\"))
+    if "\x00" in text:
+        out = tuple(float(p.strip("\x00 ")) for p in text.split("\\"))
+    else:  # float() itself ignores the surrounding spaces (and other whitespace, as after strip)
+        out = tuple(map(float, text.split("\\")))
     if len(out) != n or not all(map(math.isfinite, out)):
         raise _NotFast
     return out
