@@ -74,3 +74,12 @@ def test_row_histograms_equal_numpy_histogram_on_values_at_bin_edges(nbins):
     # thresholds of rows batched together equal those of each row alone, bit for bit
     alone = [otsu_threshold(r) for r in rows]
     assert otsu_thresholds(rows).tolist() == alone
+
+
+def test_long_images_are_histogrammed_piece_by_piece_with_the_same_counts():
+    rng = np.random.default_rng(5)
+    img = np.round(rng.gamma(2.0, 50.0, size=(97, 61, 113)))  # 668k values: three pieces, many on bin edges
+    img[:40] = 1.0
+    expected = _textbook_otsu(img)
+    assert otsu_threshold(img) == pytest.approx(expected, rel=0, abs=1e-9)
+    assert otsu_threshold(np.asfortranarray(img)) == otsu_threshold(img)  # memory order does not matter

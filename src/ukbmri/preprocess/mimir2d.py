@@ -183,7 +183,10 @@ class _RowHistograms:
             hi = block.max(axis=1)
             if not (np.isfinite(lo).all() and np.isfinite(hi).all()):  # NaN and inf reach the minimum or maximum
                 raise TensorError("Otsu threshold of non-finite values", found="NaN or inf")
-            parts.append(_RowHistograms(*_row_histograms(block, nbins, lo, hi), block[:, 0].copy()))
+            counts, centres, const = _row_histograms(block[:, :_BLOCK_VALUES], nbins, lo, hi)
+            for c in range(_BLOCK_VALUES, block.shape[1], _BLOCK_VALUES):  # long rows: counts added piece by piece
+                counts += _row_histograms(block[:, c : c + _BLOCK_VALUES], nbins, lo, hi)[0]
+            parts.append(_RowHistograms(counts, centres, const, block[:, 0].copy()))
         return parts[0] if len(parts) == 1 else cls.concat(parts)
 
     @staticmethod
@@ -200,8 +203,12 @@ def _thresholds_of(h: _RowHistograms) -> np.ndarray:
 
 
 def otsu_threshold(image: np.ndarray, nbins: int = 256) -> float:
-    """``skimage.filters.threshold_otsu(image, nbins)`` for a float image (any shape)."""
-    return float(otsu_thresholds(np.asarray(image, dtype=np.float64).reshape(1, -1), nbins)[0])
+    """``skimage.filters.threshold_otsu(image, nbins)`` for a float image (any shape).
+
+    The values are taken in memory order (no copy of a contiguous image): the threshold
+    depends on their histogram only.
+    """
+    return float(otsu_thresholds(np.asarray(image, dtype=np.float64).ravel(order="K")[None, :], nbins)[0])
 
 
 def mass_index(counts: np.ndarray, mass: float) -> int:
