@@ -178,65 +178,105 @@ def _opt_float(raw: dict[str, tuple[str, bytes]], kw: str) -> float | None:
     return None if text is None else float(text)
 
 
-def quick_header(fh: FastHeader, member: str | None) -> tuple[ImageHeader, dict[str, int | None]] | None:
+#: keywords whose values the members of a series share: converted once per distinct set of raw values
+_SHARED = (
+    "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "ImageType", "ImageOrientationPatient", "PixelSpacing",
+    "Rows", "Columns", "EchoTime", "RescaleSlope", "RescaleIntercept", "SliceThickness", "RepetitionTime",
+    "FlipAngle", "MagneticFieldStrength", "PatientID", "NumberOfFrames", "BitsAllocated", "BitsStored",
+    "PixelRepresentation", "SamplesPerPixel",
+)  # fmt: skip
+_WHEN_KEYWORDS = tuple(dict.fromkeys(kw for pair in _WHEN for kw in pair if kw))
+_PIXEL_KEYWORDS = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel")
+
+
+def _shared_values(raw: dict[str, tuple[str, bytes]]) -> tuple[dict, dict[str, int | None]] | None:
+    """:class:`ImageHeader` fields from the :data:`_SHARED` values, and the pixel-layout integers."""
+    series_uid = _text(raw, "SeriesInstanceUID")
+    description = _text(raw, "SeriesDescription")
+    number = _text(raw, "SeriesNumber")
+    rows, columns = _us(raw, "Rows"), _us(raw, "Columns")
+    it = raw.get("ImageType")
+    if None in (series_uid, description, number, rows, columns, it) or not rows or not columns:
+        return None
+    parts = [p.strip("\x00 ") for p in it[1].decode("ascii").split("\\")]
+    if not any(parts):
+        return None
+    te = _opt_float(raw, "EchoTime")
+    slope = _opt_float(raw, "RescaleSlope")
+    intercept = _opt_float(raw, "RescaleIntercept")
+    frames = _text(raw, "NumberOfFrames")
+    fields = {
+        "series_uid": series_uid,
+        "series_number": int(number),  # type: ignore[arg-type]
+        "description": description,
+        "image_type": tuple(p.strip() for p in parts),
+        "orientation": _numbers(raw, "ImageOrientationPatient", 6),
+        "pixel_spacing": _numbers(raw, "PixelSpacing", 2),
+        "rows": rows,
+        "columns": columns,
+        "echo_time_ms": math.nan if te is None else te,
+        "slope": 1.0 if slope is None else slope,
+        "intercept": 0.0 if intercept is None else intercept,
+        "slice_thickness": _opt_float(raw, "SliceThickness"),
+        "repetition_time_ms": _opt_float(raw, "RepetitionTime"),
+        "flip_angle_deg": _opt_float(raw, "FlipAngle"),
+        "field_strength_t": _opt_float(raw, "MagneticFieldStrength"),
+        "patient_id": _text(raw, "PatientID"),
+    }
+    ints: dict[str, int | None] = {kw: _us(raw, kw) for kw in _PIXEL_KEYWORDS}
+    ints["NumberOfFrames"] = None if frames is None else int(frames)
+    return fields, ints
+
+
+def _acquired(raw: dict[str, tuple[str, bytes]]) -> datetime | None:
+    for d_kw, t_kw in _WHEN:
+        d = _text(raw, d_kw)
+        t = _text(raw, t_kw) if t_kw else None
+        if d is None or (t_kw is not None and t is None):
+            continue
+        acquired = parse_dicom_datetime(d, t)
+        if acquired is not None:
+            return acquired
+    return None
+
+
+def quick_header(
+    fh: FastHeader, member: str | None, memo: dict | None = None
+) -> tuple[ImageHeader, dict[str, int | None]] | None:
     """The :class:`ImageHeader` and pixel-layout integers straight from raw values, or ``None``.
 
     The plain case only (every required value present, single-valued where one value is
     expected, well formed); ``None`` otherwise, and :func:`header_from` over
     :meth:`FastHeader.get` then gives the same header or the error that names the tag.
+    ``memo``: a dict kept for the members of one zip; values the members of a series share
+    (everything but InstanceNumber and ImagePositionPatient, and the acquisition time) are
+    then converted once per distinct set of raw bytes (the conversions are pure: the same
+    bytes give the same values; a conversion that fails is not remembered).
     """
     raw = fh.raw
     try:
-        series_uid = _text(raw, "SeriesInstanceUID")
-        description = _text(raw, "SeriesDescription")
-        number, instance = _text(raw, "SeriesNumber"), _text(raw, "InstanceNumber")
-        rows, columns = _us(raw, "Rows"), _us(raw, "Columns")
-        it = raw.get("ImageType")
-        if None in (series_uid, description, number, instance, rows, columns, it) or not rows or not columns:
+        if memo is None:
+            shared = _shared_values(raw)
+            acquired = _acquired(raw)
+        else:
+            key = tuple(map(raw.get, _SHARED))
+            shared = memo[key] if key in memo else memo.setdefault(key, _shared_values(raw))
+            when = (None, *map(raw.get, _WHEN_KEYWORDS))  # (None, ...): never equal to a _SHARED key
+            acquired = memo[when] if when in memo else memo.setdefault(when, _acquired(raw))
+        instance = _text(raw, "InstanceNumber")
+        if shared is None or instance is None:
             return None
-        parts = [p.strip("\x00 ") for p in it[1].decode("ascii").split("\\")]
-        if not any(parts):
-            return None
-        acquired = None
-        for d_kw, t_kw in _WHEN:
-            d = _text(raw, d_kw)
-            t = _text(raw, t_kw) if t_kw else None
-            if d is None or (t_kw is not None and t is None):
-                continue
-            acquired = parse_dicom_datetime(d, t)
-            if acquired is not None:
-                break
-        te = _opt_float(raw, "EchoTime")
-        slope = _opt_float(raw, "RescaleSlope")
-        intercept = _opt_float(raw, "RescaleIntercept")
-        frames = _text(raw, "NumberOfFrames")
+        fields, ints = shared
         header = ImageHeader(
             member=member or "",
-            series_uid=series_uid,  # type: ignore[arg-type]
-            series_number=int(number),  # type: ignore[arg-type]
-            description=description,  # type: ignore[arg-type]
-            image_type=tuple(p.strip() for p in parts),
-            instance_number=int(instance),  # type: ignore[arg-type]
+            instance_number=int(instance),
             position=_numbers(raw, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-            orientation=_numbers(raw, "ImageOrientationPatient", 6),
-            pixel_spacing=_numbers(raw, "PixelSpacing", 2),  # type: ignore[arg-type]
-            rows=rows,  # type: ignore[arg-type]
-            columns=columns,  # type: ignore[arg-type]
-            echo_time_ms=math.nan if te is None else te,
             acquired=acquired,
-            slope=1.0 if slope is None else slope,
-            intercept=0.0 if intercept is None else intercept,
-            slice_thickness=_opt_float(raw, "SliceThickness"),
-            repetition_time_ms=_opt_float(raw, "RepetitionTime"),
-            flip_angle_deg=_opt_float(raw, "FlipAngle"),
-            field_strength_t=_opt_float(raw, "MagneticFieldStrength"),
-            patient_id=_text(raw, "PatientID"),
+            **fields,
         )
-        ints = {kw: _us(raw, kw) for kw in ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel")}
-        ints["NumberOfFrames"] = None if frames is None else int(frames)
     except (_NotFast, ValueError, KeyError):
         return None
-    return header, ints
+    return header, dict(ints)
 
 
 def dataset_getter(ds):
