@@ -107,11 +107,12 @@ class StationSlices:
     def __init__(self, data: np.ndarray, placement: Placement, cut: int, n: int) -> None:
         self.cut, self.n, self.z_weights = cut, n, None
         if placement.resample:
+            size, offset, scaling = placement.size, placement.offset, placement.scaling
             for axis in (2, 1):  # in-plane axes first (usually identity), as resample_station
-                wts = _axis_weights(data.shape[axis], placement.size[axis], placement.offset[axis], placement.scaling[axis])
+                wts = _axis_weights(data.shape[axis], size[axis], offset[axis], scaling[axis])
                 if wts is not None:
                     data = _interp_axis(data, axis, wts)
-            self.z_weights = _axis_weights(data.shape[0], placement.size[0], placement.offset[0], placement.scaling[0])
+            self.z_weights = _axis_weights(data.shape[0], size[0], offset[0], scaling[0])
             if self.z_weights is None:
                 data = data.astype(np.float32, copy=False)
         self.data = data
