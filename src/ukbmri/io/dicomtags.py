@@ -261,7 +261,7 @@ def quick_header(
         else:
             key = tuple(map(raw.get, _SHARED))
             shared = memo[key] if key in memo else memo.setdefault(key, _shared_values(raw))
-            when = (None, *map(raw.get, _WHEN_KEYWORDS))  # (None, ...): never equal to a _SHARED key
+            when = ("when", *map(raw.get, _WHEN_KEYWORDS))  # its own keys (a shorter tuple, tagged)
             acquired = memo[when] if when in memo else memo.setdefault(when, _acquired(raw))
         instance = _text(raw, "InstanceNumber")
         if shared is None or instance is None:
