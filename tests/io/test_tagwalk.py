@@ -97,3 +97,58 @@ def test_quick_header_equals_tag_reader_and_pydicom(factory, extra):
     if got is not None:
         assert got[0] == via_reader
     assert parse_image(data, member="m")[0] == parse_image(data, member="m", use_pydicom=True)[0] == via_reader
+
+
+@pytest.mark.parametrize("undefined", [False, True])
+def test_explicit_vr_loop_agrees_with_the_general_walker_on_damaged_headers(factory, undefined):
+    import numpy as np
+
+    from ukbmri.io.dicomtags import _BY_TAG, _KEYS
+
+    data = _with_sequences(factory.make_image(), False, undefined)
+    pixel_at = fast_header(data).pixel_at
+    rng = np.random.default_rng(7)
+    structural = [b"\xfe\xff", b"\xe0\x7f", b"SQ", b"OB", b"UN", b"\xff\xff", b"\x00\x00", b"\x28\x00", b"u?"]
+    # element starts (a group word followed by an upper-case VR), where damage changes the structure
+    starts = [i for i in range(132, pixel_at) if data[i + 1] == 0 and data[i + 4 : i + 6].isalpha()
+              and data[i + 4 : i + 6].isupper()]
+    outcomes = set()
+    for _ in range(400):  # damaged element headers, lengths and tags, and truncations
+        d = bytearray(data[: pixel_at + 64])
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(132, len(d))) if rng.random() < 0.5 else starts[int(rng.integers(len(starts)))]
+            at += int(rng.integers(0, 3)) * 2  # the group, element or VR word
+            d[at : at + 2] = structural[int(rng.integers(len(structural)))]
+        if rng.random() < 0.3:
+            d = d[: int(rng.integers(132, len(d) + 1))]
+        general = walk_header(bytes(d), _BY_TAG)
+        assert walk_header(bytes(d), _BY_TAG, _KEYS) == general
+        outcomes.add(general is None)
+    assert outcomes == {True, False}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the IS value "7.0"
+def test_quick_header_memo_gives_the_headers_of_each_member_alone(factory):
+    from ukbmri.io.dicomtags import quick_header
+
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    images = [
+        factory.make_image(instance=i, uid=uid, position=(-10.0, -20.0, -3.0 * i), time=f"1015{30 + i % 2:02d}.25")
+        for i in range(1, 5)
+    ]
+    images += [
+        factory.make_image(instance=5, uid=uid, echo_time=None, slope=2.0),  # shared values that differ
+        factory.make_image(instance=6, uid=uid, extra={"SeriesNumber": "7.0"}),  # not plain: None, not remembered
+        factory.make_image(instance=7, uid=uid),  # plain again, same shared values as the first members
+        factory.make_image(series_number=2, description="Dixon_noBH_F", instance=1, date=None, time=None),
+    ]
+    memo: dict = {}
+    results = []
+    for k, data in enumerate(images * 2):  # twice: the second round is served from the memo
+        fh = fast_header(data)
+        alone = quick_header(fh, f"m{k}")
+        assert quick_header(fh, f"m{k}", memo) == alone
+        results.append(alone)
+    assert results[5] is None and all(r is not None for i, r in enumerate(results[:8]) if i != 5)
+    assert results[4][0].slope == 2.0 and results[0][0].slope == 1.0
+    assert results[0][0].acquired != results[1][0].acquired and results[7][0].acquired is None

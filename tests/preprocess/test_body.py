@@ -78,3 +78,19 @@ def test_fat_water_swap_is_flagged(builders):
     swapped = fuse(collect_stations(builders.ukb_series(specs, fat, water)).stations)
     assert not fat_water_swap_suspected(ok.water, ok.fat)
     assert fat_water_swap_suspected(swapped.water, swapped.fat)
+
+
+def test_in_plane_erosion_equals_scipy_binary_erosion():
+    from scipy import ndimage
+
+    from ukbmri.preprocess.body import erode_in_plane
+
+    plane = np.zeros((3, 3, 3), bool)
+    plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    rng = np.random.default_rng(6)
+    for shape, iterations in (((9, 8, 3), 1), ((12, 7, 4), 2), ((6, 11, 2), 3), ((1, 5, 2), 1), ((10, 10, 1), 5)):
+        mask = rng.random(shape) < 0.85
+        mask[2:-2, 2:-2] = True
+        expected = ndimage.binary_erosion(mask, plane, iterations=iterations)
+        assert np.array_equal(erode_in_plane(mask, iterations), expected)
+        assert np.array_equal(erode_in_plane(np.asfortranarray(mask), iterations), expected)

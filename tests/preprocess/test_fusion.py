@@ -215,7 +215,7 @@ def test_stations_far_apart_are_refused_before_allocating():
 
 
 def test_slice_by_slice_z_interpolation_matches_take():
-    from ukbmri.preprocess.fusion import _axis_weights, _interp_axis
+    from ukbmri.preprocess.regrid import _axis_weights, _interp_axis
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(13, 5, 4)).astype(np.float32)
@@ -223,3 +223,28 @@ def test_slice_by_slice_z_interpolation_matches_take():
     i0, i1, w0, w1 = wts
     expected = np.take(data, i0, axis=0) * w0[:, None, None] + np.take(data, i1, axis=0) * w1[:, None, None]
     np.testing.assert_array_equal(_interp_axis(data, 0, wts), expected)
+
+
+@pytest.mark.parametrize("inplane", [False, True])
+def test_station_slices_equal_the_resampled_station(inplane):
+    from ukbmri.preprocess.fusion import Placement
+    from ukbmri.preprocess.regrid import StationSlices, resample_station
+
+    rng = np.random.default_rng(1)
+    data = rng.gamma(2.0, 40.0, size=(11, 6, 7)).astype(np.float32)
+    data[3] = -0.0  # a -0.0 slice: the z kernel's addition of 0.0 must be the same
+    size = (16, 7, 8) if inplane else (16, 6, 7)
+    scaling = (0.66, 0.83, 0.86) if inplane else (0.66, 1.0, 1.0)
+    p = Placement(start=(0, 0, 0), size=size, offset=(0.3, 0.2 * inplane, 0.0), scaling=scaling, resample=True)
+    whole = resample_station(data, p)
+    src = StationSlices(data, p, cut=2, n=12)
+    assert not src.is_view and src.shape == (12, *size[1:])
+    kept = src.slice(5, keep=True).copy()
+    for k in range(12):
+        got = src.slice(k)
+        assert got.dtype == np.float32
+        assert got.tobytes() == whole[2 + k].tobytes()
+    assert kept.tobytes() == whole[7].tobytes()
+    copied = StationSlices(data, replace(p, resample=False, size=data.shape), cut=1, n=9)
+    assert copied.is_view and copied.block(0, 9).base is not None
+    assert np.shares_memory(copied.slice(0), data)

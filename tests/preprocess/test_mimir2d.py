@@ -96,3 +96,17 @@ def test_fat_fraction_percent_and_input_checks():
         mimir_image(np.zeros((10, 30, 5)), np.zeros((10, 31, 5)))
     with pytest.raises(TensorError):
         mimir_image(np.zeros((10, 20, 5)), np.zeros((10, 20, 5)))  # AP not larger than the bed
+
+
+def test_mask_counts_from_float32_sums_equal_float64_comparisons():
+    from ukbmri.preprocess.mimir2d import _mask_counts
+
+    rng = np.random.default_rng(2)
+    t = 1234.5678901
+    # float64 sums within a float32 step of t (most round to float32(t) itself: ties), zeros -> 1, and the rest
+    s = t + rng.integers(-40, 41, size=(5, 7, 6)) * 2.0**-44
+    s[:, :2] = rng.uniform(0.0, 3000.0, size=(5, 2, 6))
+    s[0, 3] = 1.0
+    assert np.count_nonzero(s.astype(np.float32) == np.float32(t)) > 50
+    got = _mask_counts(s.astype(np.float32), t, lambda a, b: s[a:b])
+    np.testing.assert_array_equal(got, np.count_nonzero(s >= t, axis=1))

@@ -53,3 +53,33 @@ def test_matches_skimage_when_installed():
     rng = np.random.default_rng(3)
     img = rng.gamma(3.0, 40.0, size=(80, 90))
     assert otsu_threshold(img) == pytest.approx(float(filters.threshold_otsu(img)), abs=1e-9)
+
+
+@pytest.mark.parametrize("nbins", [256, 100])  # one division by denom / 256 (a power of two), or numpy's two steps
+def test_row_histograms_equal_numpy_histogram_on_values_at_bin_edges(nbins):
+    from ukbmri.preprocess.mimir2d import _row_histograms
+
+    rng = np.random.default_rng(4)
+    rows = np.empty((6, 3000))
+    rows[:3] = rng.integers(0, 2 * nbins + 1, size=(3, 3000)) * 0.5  # most values exactly on an edge
+    rows[3] = np.linspace(-3.7, 11.3, nbins + 1)[rng.integers(0, nbins + 1, 3000)]  # the edges themselves
+    rows[4] = rng.gamma(2.0, 50.0, 3000)
+    rows[5] = 1.0  # a constant row
+    counts, centres, const = _row_histograms(rows, nbins, rows.min(axis=1), rows.max(axis=1))
+    for i in range(5):
+        expected, edges = np.histogram(rows[i], bins=nbins)
+        np.testing.assert_array_equal(counts[i], expected)
+        np.testing.assert_array_equal(centres[i], (edges[:-1] + edges[1:]) / 2)
+    assert const.tolist() == [False] * 5 + [True]
+    # thresholds of rows batched together equal those of each row alone, bit for bit
+    alone = [otsu_threshold(r) for r in rows]
+    assert otsu_thresholds(rows).tolist() == alone
+
+
+def test_long_images_are_histogrammed_piece_by_piece_with_the_same_counts():
+    rng = np.random.default_rng(5)
+    img = np.round(rng.gamma(2.0, 50.0, size=(97, 61, 113)))  # 668k values: three pieces, many on bin edges
+    img[:40] = 1.0
+    expected = _textbook_otsu(img)
+    assert otsu_threshold(img) == pytest.approx(expected, rel=0, abs=1e-9)
+    assert otsu_threshold(np.asfortranarray(img)) == otsu_threshold(img)  # memory order does not matter

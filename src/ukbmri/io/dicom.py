@@ -214,18 +214,19 @@ def parse_image_spec(
 
 
 def parse_header_prefix(
-    prefix: bytes, *, path: str | None = None, member: str | None = None
+    prefix: bytes, *, path: str | None = None, member: str | None = None, memo: dict | None = None
 ) -> tuple[ImageHeader, PixelSpec] | None:
     """Header (and pixel layout) from the first bytes of a member, or ``None`` when more bytes are needed.
 
     Used for header-only scans: only the fast path is tried, and it must have
     reached the PixelData element inside ``prefix``. Callers fall back to
-    :func:`parse_image` on the whole member when this returns ``None``.
+    :func:`parse_image` on the whole member when this returns ``None``. ``memo``: one
+    dict per zip, see :func:`~ukbmri.io.dicomtags.quick_header`.
     """
     fh = _fast(prefix)
     if fh is None or prefix[fh.pixel_at : fh.pixel_at + 4] != _PIXEL_TAG_LE:
         return None
-    header, ints = _fast_values(fh, path, member)
+    header, ints = _fast_values(fh, path, member, memo)
     return header, _pixel_spec(fh.pixel_at, fh.transfer_syntax, fh.implicit, ints, header, prefix)
 
 
@@ -328,9 +329,11 @@ def _ints(r: TagReader) -> dict[str, int | None]:
     return {kw: r.int_(kw, required=False) for kw in _PIXEL_INTS}
 
 
-def _fast_values(fh: FastHeader, path: str | None, member: str | None) -> tuple[ImageHeader, dict[str, int | None]]:
+def _fast_values(
+    fh: FastHeader, path: str | None, member: str | None, memo: dict | None = None
+) -> tuple[ImageHeader, dict[str, int | None]]:
     """Header and pixel integers of a fast-path header: directly when plain, else through :class:`TagReader`."""
-    got = quick_header(fh, member)
+    got = quick_header(fh, member, memo)
     if got is not None:
         return got
     r = TagReader(fh.get, path, member)

@@ -122,6 +122,7 @@ def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _L
     out = _Loaded([], {}, None, list(src.names), [])
     manifest_name = find_manifest_member(src.names)
     hint = _FIRST_PREFIX
+    memo: dict = {}  # header values the members of a series share, converted once (dicomtags.quick_header)
     kept = 0
     for name in src.names:
         if name == manifest_name:
@@ -134,7 +135,9 @@ def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _L
             out.problems.append(f"skipped second manifest-like member {name!r}")
             continue
         whole = keep == "ref" or (prefetch is not None and keep == "spec")
-        hdr, px, hint = _scan_member(src, name, hint, prefetch if keep == "spec" else (lambda h: True) if whole else None)
+        hdr, px, hint = _scan_member(
+            src, name, hint, prefetch if keep == "spec" else (lambda h: True) if whole else None, memo
+        )
         if isinstance(px, PixelRef):  # pixel bytes held until decoding (float32 will be twice that, or more)
             kept += px.nbytes if px.offset >= 0 else len(px.data)
             if kept > src.limits.max_pixel_bytes // 2:
@@ -154,7 +157,7 @@ def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _L
 
 
 def _scan_member(
-    src: ZipSource, name: str, hint: int, whole: HeaderFilter | None
+    src: ZipSource, name: str, hint: int, whole: HeaderFilter | None, memo: dict | None = None
 ) -> tuple[ImageHeader, PixelRef | PixelSpec, int]:
     """Header of one member from as few inflated bytes as possible, the member itself when ``whole(header)``.
 
@@ -170,7 +173,7 @@ def _scan_member(
         prefix = m.read_prefix(n)
         if not looks_like_dicom(prefix):
             break
-        got = parse_header_prefix(prefix, path=path, member=name)
+        got = parse_header_prefix(prefix, path=path, member=name, memo=memo)
         if got is not None:
             break
         n *= 4

@@ -39,7 +39,9 @@ __all__ = ["ZipLimits", "ZipSource", "MemberReader", "check_member_name", "infla
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
-_CHUNK = 1 << 12  # compressed bytes read at least at a time for prefixes (more when more is asked)
+#: compressed bytes read at least at a time for prefixes (more when more is asked); ISA-L inflates all
+#: the input it is given, so reading little more than a header needs saves work
+_CHUNK = 1 << 10
 _ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 #: exceptions :mod:`zipfile` / :mod:`zlib` raise for corrupt data
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError)

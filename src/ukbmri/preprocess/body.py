@@ -21,7 +21,7 @@ from ukbmri.preprocess.mimir2d import fat_fraction_percent, mimir_image
 from ukbmri.preprocess.stations import EXPECTED_STATIONS, collect_stations
 from ukbmri.types import ParticipantKey, Series, Volume
 
-__all__ = ["BodyResult", "preprocess_body", "is_water_or_fat", "fat_water_swap_suspected"]
+__all__ = ["BodyResult", "preprocess_body", "is_water_or_fat", "fat_water_swap_suspected", "erode_in_plane"]
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,6 @@ def fat_water_swap_suspected(water: Volume, fat: Volume) -> bool:
     2 x 2 x 4 subsampled volume with an Otsu body mask. A flag only: a partial swap
     (one station) or a body without subcutaneous fat can fool it.
     """
-    from scipy import ndimage
-
     from ukbmri.preprocess.mimir2d import otsu_threshold
 
     w = np.asarray(water.array[::2, ::2, ::4], dtype=np.float64)
@@ -116,15 +114,33 @@ def fat_water_swap_suspected(water: Volume, fat: Volume) -> bool:
     if s.size == 0 or not np.any(s > 0):
         return False
     mask = s >= otsu_threshold(s)
-    plane = np.zeros((3, 3, 3), bool)
-    plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # erode in-plane only
-    shell = mask & ~ndimage.binary_erosion(mask, plane, iterations=2)
-    core = ndimage.binary_erosion(mask, plane, iterations=5)
+    inner = erode_in_plane(mask, 2)
+    shell = mask & ~inner
+    core = erode_in_plane(inner, 3)  # 5 erosions in all
     if shell.sum() < 100 or core.sum() < 100:
         return False
     ff_shell = f[shell].sum() / s[shell].sum()
     ff_core = f[core].sum() / s[core].sum()
     return bool(ff_shell < ff_core)
+
+
+def erode_in_plane(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Binary erosion of a 3D mask in its first two axes by the 4-neighbour cross, outside = background.
+
+    The same as ``scipy.ndimage.binary_erosion(mask, s, iterations)`` with ``s`` the 2D cross
+    ``generate_binary_structure(2, 1)`` in the middle plane of a 3 x 3 x 3 structure, done
+    with array shifts (several times faster).
+    """
+    for _ in range(iterations):
+        out = mask.copy()
+        out[1:] &= mask[:-1]
+        out[:-1] &= mask[1:]
+        out[:, 1:] &= mask[:, :-1]
+        out[:, :-1] &= mask[:, 1:]
+        out[0] = out[-1] = False
+        out[:, 0] = out[:, -1] = False
+        mask = out
+    return mask
 
 
 def _merge(*groups: tuple[str, ...]) -> tuple[str, ...]:

@@ -32,7 +32,8 @@ Resampling (step 3)
     product and the clamp is per axis). An axis whose source coordinates are
     within :data:`IDENTITY_TOLERANCE` of the output indices is copied rather
     than interpolated (in-plane the DICOM pixel spacing 2.232142925 differs from
-    the grid's by 2e-9 relative: a float32-invisible shift).
+    the grid's by 2e-9 relative: a float32-invisible shift). The kernel lives in
+    :mod:`~ukbmri.preprocess.regrid`; fusion resamples z slice by slice as it adds.
 
 Overlaps (steps 4-5)
     Consecutive stations overlap by ``ov = W_end_z[i] - W_z[i+1]`` slices.
@@ -69,6 +70,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ukbmri.errors import FusionError, StationError
+from ukbmri.preprocess.regrid import IDENTITY_TOLERANCE, StationSlices, resample_station
 from ukbmri.preprocess.stations import Station
 from ukbmri.types import Volume
 
@@ -80,6 +82,7 @@ __all__ = [
     "MAX_FUSED_VOXELS",
     "Placement",
     "FusionResult",
+    "IDENTITY_TOLERANCE",
     "plan_grid",
     "resample_station",
     "fuse",
@@ -99,8 +102,6 @@ TRIM_SLICES = 4
 #: Largest fused volume built (voxels per channel, 128 MB of float32; UK Biobank's is ~14.4 M):
 #: stations placed absurdly far apart are refused before anything is allocated.
 MAX_FUSED_VOXELS = 32 * 2**20
-#: Source coordinates this close (voxels) to the output indices are copied, not interpolated.
-IDENTITY_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -177,68 +178,6 @@ def plan_grid(stations: Sequence[Station]) -> tuple[list[Placement], tuple[float
     return placements, (x0, y0, float(first[2]))
 
 
-def _axis_weights(n_in: int, n_out: int, offset: float, scaling: float):
-    """Indices and weights of MIMIR's clamped linear interpolation along one axis (None: identity)."""
-    k = np.arange(n_out, dtype=np.float64)
-    a = (k - offset) / scaling
-    if n_out == n_in and np.max(np.abs(a - k)) <= IDENTITY_TOLERANCE:
-        return None
-    i0 = np.trunc(a).astype(np.int64)
-    i1 = i0 + 1
-    a = np.clip(a, 0, n_in - 1)
-    i0 = np.clip(i0, 0, n_in - 1)
-    i1 = np.clip(i1, 0, n_in - 1)
-    d = a - i0
-    d[i0 == i1] = 0.0  # clamped: exactly the edge value
-    return i0, i1, (1.0 - d).astype(np.float32), d.astype(np.float32)
-
-
-def _interp_axis(data: np.ndarray, axis: int, weights) -> np.ndarray:
-    """Linear interpolation along ``axis``: ``data[i0] * w0 + data[i1] * w1`` in float32.
-
-    Along axis 0 (z, the axis resampled in practice) slice by slice: no gathered copies
-    of the whole station, the same float32 operations in the same order.
-    """
-    i0, i1, w0, w1 = weights
-    add = bool(np.any(w1 != 0))
-    if axis == 0:
-        out = np.empty((len(i0), *data.shape[1:]), dtype=np.result_type(data.dtype, np.float32))
-        tmp = np.empty(data.shape[1:], dtype=out.dtype)
-        for k in range(len(i0)):
-            np.multiply(data[i0[k]], w0[k], out=out[k])
-            if add:
-                np.multiply(data[i1[k]], w1[k], out=tmp)
-                out[k] += tmp
-        return out
-    shape = [1, 1, 1]
-    shape[axis] = -1
-    out = np.take(data, i0, axis=axis)
-    out *= w0.reshape(shape)
-    if add:
-        part = np.take(data, i1, axis=axis)
-        part *= w1.reshape(shape)
-        out += part
-    return out
-
-
-def resample_station(data: np.ndarray, placement: Placement) -> np.ndarray:
-    """A station array ``(z, y, x)`` on the output grid (``placement.size``), float32.
-
-    Returns ``data`` itself when the placement says copy.
-    """
-    if not placement.resample:
-        return data
-    out = data
-    # in-plane axes first (usually identity), then z
-    for axis in (2, 1, 0):
-        wts = _axis_weights(data.shape[axis], placement.size[axis], placement.offset[axis], placement.scaling[axis])
-        if wts is not None:
-            out = _interp_axis(out, axis, wts)
-    if out is data:
-        out = data.astype(np.float32, copy=True)
-    return out
-
-
 def _trim(placements: list[Placement]) -> tuple[list[int], list[int], list[int], list[tuple[int, int]], list[int]]:
     """Overlap trimming in z: starts, lengths, overlaps, cuts, and per-station leading cut."""
     s_count = len(placements)
@@ -265,7 +204,7 @@ def _trim(placements: list[Placement]) -> tuple[list[int], list[int], list[int],
     return start, size, overlaps, cuts, lead
 
 
-def _scales(arrays: list[np.ndarray], sizes: list[int], overlaps: list[int]) -> list[np.ndarray]:
+def _scales(arrays: list[StationSlices], sizes: list[int], overlaps: list[int]) -> list[np.ndarray]:
     """Per-slice factors: seam fades, then MIMIR's overlap intensity correction."""
     s_count = len(arrays)
     scale = [np.ones(n, dtype=np.float64) for n in sizes]
@@ -273,7 +212,7 @@ def _scales(arrays: list[np.ndarray], sizes: list[int], overlaps: list[int]) -> 
 
     def mean(i: int, k: int) -> float:
         if (i, k) not in means:
-            means[(i, k)] = float(np.mean(arrays[i][k], dtype=np.float64))
+            means[(i, k)] = float(np.mean(arrays[i].slice(k, keep=True), dtype=np.float64))
         return scale[i][k] * means[(i, k)]
 
     for i in range(s_count):
@@ -304,13 +243,22 @@ def _scales(arrays: list[np.ndarray], sizes: list[int], overlaps: list[int]) -> 
     return scale
 
 
-def _assemble(arrays, starts_zyx, sizes_z, scales, shape_zyx) -> np.ndarray:
+def _assemble(arrays: list[StationSlices], starts_zyx, sizes_z, scales, shape_zyx) -> np.ndarray:
     """Add the (trimmed) stations into a volume stored z-flipped, (Z, Y, X) C-order."""
     z_total = shape_zyx[0]
     vol = np.zeros(shape_zyx, dtype=np.float32)
     for data, (z0, y0, x0), n, sc in zip(arrays, starts_zyx, sizes_z, scales, strict=True):
         ny, nx = data.shape[1], data.shape[2]
         sc32 = sc.astype(np.float32)
+        if not data.is_view:  # resampled slice by slice: each is added as it is computed
+            for k in range(n):  # top-down slice z0 + k -> flipped row Z - z0 - 1 - k
+                dst = vol[z_total - z0 - 1 - k, y0 : y0 + ny, x0 : x0 + nx]
+                src = data.slice(k)
+                if sc32[k] == 1.0:
+                    dst += src
+                else:
+                    dst += src * sc32[k]
+            continue
         k = 0
         while k < n:  # runs of unit factor are added as one block
             unit = sc32[k] == 1.0
@@ -319,7 +267,7 @@ def _assemble(arrays, starts_zyx, sizes_z, scales, shape_zyx) -> np.ndarray:
                 e += 1
             # top-down slices [z0 + k, z0 + e) -> flipped rows [Z - z0 - e, Z - z0 - k)
             dst = vol[z_total - z0 - e : z_total - z0 - k, y0 : y0 + ny, x0 : x0 + nx]
-            src = data[k:e][::-1]
+            src = data.block(k, e)[::-1]
             if unit:
                 dst += src
             else:
@@ -383,10 +331,10 @@ def fuse(stations: Sequence[Station]) -> FusionResult:
     origin = (x0, y0, z_first - OUT_SPACING[2] * (z_total - 1 - TRIM_SLICES))
     volumes = []
     for channel in ("water", "fat"):
-        arrays = []
-        for st, p, n, cut in zip(stations, placements, sizes, lead, strict=True):
-            data = resample_station(getattr(st, channel), p)
-            arrays.append(data[cut : cut + n])
+        arrays = [
+            StationSlices(getattr(st, channel), p, cut, n)
+            for st, p, n, cut in zip(stations, placements, sizes, lead, strict=True)
+        ]
         scales = _scales(arrays, sizes, overlaps)
         vol = _assemble(arrays, starts_zyx, sizes, scales, shape_zyx)
         del arrays

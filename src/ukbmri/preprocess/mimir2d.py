@@ -61,6 +61,7 @@ IMAGE_SIZE = (256, 256)
 _CHUNK = 16  # AP slices per chunk (bounded float64 temporaries; the float64 sums are grouped by it)
 _BLOCK_VALUES = 1 << 18  # values histogrammed at once (2 MB of float64: cache-sized temporaries)
 _EDGE_EPS = 1e-9  # bin-position fractions closer than this to an edge are checked against the edges
+_NORMAL_SCALE = 2.0**-1000  # bin widths at least this large are normal floats (exact powers-of-two scaling)
 
 
 @dataclass(frozen=True)
@@ -74,31 +75,51 @@ class MimirImage:
     mask_voxels: int  #: bed-cropped body-mask size
 
 
-def _row_histograms(rows: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bin_edges(lo: np.ndarray, hi: np.ndarray, nbins: int) -> np.ndarray:
+    """``np.linspace(lo[i], hi[i], nbins + 1)`` for every row, the same arithmetic done for all rows at once."""
+    step = (hi - lo) / nbins
+    if np.any(step == 0):  # linspace's subnormal branch: row by row
+        return np.stack([np.linspace(a, b, nbins + 1) for a, b in zip(lo, hi, strict=True)])
+    edges = np.arange(nbins + 1, dtype=np.float64) * step[:, None]
+    edges += lo[:, None]
+    edges[:, -1] = hi
+    return edges
+
+
+def _row_histograms(
+    rows: np.ndarray, nbins: int, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.histogram(row, bins=nbins)`` of every row of a 2D float64 array, vectorised.
 
-    Returns counts ``(k, nbins)``, bin centres ``(k, nbins)`` and a constant-row flag.
-    Same arithmetic as numpy's uniform-bin fast path, so the counts are identical.
+    ``lo`` / ``hi``: the rows' minima and maxima. Returns counts ``(k, nbins)``, bin centres
+    ``(k, nbins)`` and a constant-row flag. Same arithmetic as numpy's uniform-bin fast
+    path, so the counts are identical.
     """
-    lo = rows.min(axis=1)
-    hi = rows.max(axis=1)
     const = lo == hi
     lo = np.where(const, lo - 0.5, lo)
     hi = np.where(const, hi + 0.5, hi)
-    edges = np.stack([np.linspace(a, b, nbins + 1) for a, b in zip(lo, hi, strict=True)])
+    edges = _bin_edges(lo, hi, nbins)
     denom = hi - lo
     f = rows - lo[:, None]
-    f /= denom[:, None]
-    f *= nbins
-    idx = f.astype(np.intp)
+    if nbins & (nbins - 1) == 0 and denom.min() >= _NORMAL_SCALE * nbins:
+        # numpy's (x / denom) * nbins: scaling by a power of two commutes with rounding, so one
+        # division by the (exact) denom / nbins gives the same values (below the normal range
+        # both round to bin 0)
+        f /= (denom / nbins)[:, None]
+    else:
+        f /= denom[:, None]
+        f *= nbins
+    whole = np.floor(f)  # == the bin estimate (f >= 0); a float subtraction is cheaper than f - idx
+    # float64 -> int32 conversion is vectorised, -> int64 is not
+    idx = whole.astype(np.int32 if nbins < 2**31 - 1 else np.intp)
     # numpy corrects the estimate by one bin where it disagrees with the edges; that can only
     # happen within rounding distance of an edge, so only those values are checked (exactly as numpy)
-    f -= idx
+    f -= whole
     low = f < _EDGE_EPS
     # a value in bin 0 with a fraction near 0 is the row minimum or just above it: numpy's
     # corrections cannot move it (edges[0] is the minimum, edges[1] is a whole bin away), so
     # the often many voxels at the minimum (zeros replaced by 1, background) are not checked
-    low &= idx != 0
+    low &= whole != 0
     low |= f > 1.0 - _EDGE_EPS
     near = np.flatnonzero(low)
     if near.size:
@@ -139,22 +160,55 @@ def otsu_thresholds(rows: np.ndarray, nbins: int = 256) -> np.ndarray:
     rows = np.ascontiguousarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] == 0:
         raise ValueError(f"otsu_thresholds needs a non-empty 2D array, got {rows.shape}")
-    if not np.all(np.isfinite(rows)):
-        raise TensorError("Otsu threshold of non-finite values", found="NaN or inf")
-    out = np.empty(rows.shape[0])
-    step = max(1, _BLOCK_VALUES // rows.shape[1])  # a few rows at a time: the float64 temporaries stay in cache
-    for a in range(0, rows.shape[0], step):
-        block = rows[a : a + step]
-        counts, centres, const = _row_histograms(block, nbins)
-        res = _otsu_from_histograms(counts, centres)
-        res[const] = block[const, 0]
-        out[a : a + step] = res
-    return out
+    return _thresholds_of(_RowHistograms.of(rows, nbins))
+
+
+@dataclass(frozen=True)
+class _RowHistograms:
+    """Histograms of rows (:func:`_row_histograms`) and the first value of each row."""
+
+    counts: np.ndarray
+    centres: np.ndarray
+    const: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, nbins: int) -> _RowHistograms:
+        """Of a C-contiguous float64 2D array, a few rows at a time (the float64 temporaries stay in cache)."""
+        parts = []
+        step = max(1, _BLOCK_VALUES // rows.shape[1])
+        for a in range(0, rows.shape[0], step):
+            block = rows[a : a + step]
+            lo = block.min(axis=1)
+            hi = block.max(axis=1)
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):  # NaN and inf reach the minimum or maximum
+                raise TensorError("Otsu threshold of non-finite values", found="NaN or inf")
+            counts, centres, const = _row_histograms(block[:, :_BLOCK_VALUES], nbins, lo, hi)
+            for c in range(_BLOCK_VALUES, block.shape[1], _BLOCK_VALUES):  # long rows: counts added piece by piece
+                counts += _row_histograms(block[:, c : c + _BLOCK_VALUES], nbins, lo, hi)[0]
+            parts.append(_RowHistograms(counts, centres, const, block[:, 0].copy()))
+        return parts[0] if len(parts) == 1 else cls.concat(parts)
+
+    @staticmethod
+    def concat(parts: list[_RowHistograms]) -> _RowHistograms:
+        return _RowHistograms(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("counts", "centres",
+                                                                                             "const", "first")))
+
+
+def _thresholds_of(h: _RowHistograms) -> np.ndarray:
+    """Otsu thresholds from row histograms (each row on its own: rows can be batched freely)."""
+    res = _otsu_from_histograms(h.counts, h.centres)
+    res[h.const] = h.first[h.const]
+    return res
 
 
 def otsu_threshold(image: np.ndarray, nbins: int = 256) -> float:
-    """``skimage.filters.threshold_otsu(image, nbins)`` for a float image (any shape)."""
-    return float(otsu_thresholds(np.asarray(image, dtype=np.float64).reshape(1, -1), nbins)[0])
+    """``skimage.filters.threshold_otsu(image, nbins)`` for a float image (any shape).
+
+    The values are taken in memory order (no copy of a contiguous image): the threshold
+    depends on their histogram only.
+    """
+    return float(otsu_thresholds(np.asarray(image, dtype=np.float64).ravel(order="K")[None, :], nbins)[0])
 
 
 def mass_index(counts: np.ndarray, mass: float) -> int:
@@ -200,6 +254,28 @@ def fat_fraction_percent(water: Volume, fat: Volume) -> Volume:
     return water.with_array(ff)
 
 
+def _mask_counts(s32: np.ndarray, t: float, wf_sum) -> np.ndarray:
+    """Per (AP, LR) counts over z of ``W + F >= t`` (float64 sums) from the sums rounded to float32.
+
+    Rounding to nearest is monotonic, so ``s32 > float32(t)`` implies ``s >= t`` and
+    ``s32 < float32(t)`` implies ``s < t``: only sums that round to ``float32(t)`` itself
+    are compared again in float64 (``wf_sum(a, b)``: the float64 sums of AP slices ``[a, b)``).
+    """
+    n_body, _, n_lr = s32.shape
+    t32 = np.float32(t)
+    counts = np.zeros((n_body, n_lr), dtype=np.int64)
+    step = max(1, _BLOCK_VALUES // (s32.shape[1] * n_lr))
+    for a in range(0, n_body, step):
+        b = min(a + step, n_body)
+        block = s32[a:b]
+        counts[a:b] = np.count_nonzero(block >= t32, axis=1)
+        tie = block == t32
+        if tie.any():
+            k, _, lr = np.nonzero(tie & (wf_sum(a, b) < t))
+            np.subtract.at(counts, (a + k, lr), 1)
+    return counts
+
+
 def mimir_image_details(water: Volume | np.ndarray, fat: Volume | np.ndarray) -> MimirImage:
     """Build MIMIR's 2D image from fused ``(LR, AP, z)`` volumes, keeping the chosen indices."""
     w, f = _arrays(water, fat)
@@ -217,15 +293,18 @@ def mimir_image_details(water: Volume | np.ndarray, fat: Volume | np.ndarray) ->
         s[s == 0] = 1
         return s
 
-    thresholds = np.empty(n_ap)
+    histograms = []  # of every AP slice, thresholds computed for all at once
+    # W + F of the bed-cropped slices kept rounded to float32 (49 MB, not 98 MB of float64) for the mask
+    s32 = np.empty((n_body, n_z, n_lr), dtype=np.float32)
     for a in range(0, n_ap, step):
         b = min(a + step, n_ap)
-        thresholds[a:b] = otsu_thresholds(wf_sum(a, b).reshape(b - a, -1))
-    t = float(np.mean(thresholds))
-    per_ap_lr = np.zeros((n_body, n_lr), dtype=np.int64)  # mask counts over z, bed cropped
-    for a in range(0, n_body, step):  # W + F recomputed rather than kept (115 MB of float64)
-        b = min(a + step, n_body)
-        per_ap_lr[a:b] = np.count_nonzero(wf_sum(a, b) >= t, axis=1)
+        s = wf_sum(a, b)
+        histograms.append(_RowHistograms.of(s.reshape(b - a, -1), 256))
+        if a < n_body:
+            s32[a : min(b, n_body)] = s[: min(b, n_body) - a]
+    t = float(np.mean(_thresholds_of(_RowHistograms.concat(histograms))))
+    per_ap_lr = _mask_counts(s32, t, wf_sum)  # mask counts over z, bed cropped
+    del s32
     cor_w = np.zeros((n_lr, n_z))
     cor_f = np.zeros((n_lr, n_z))
     sag_w = np.empty((n_body, n_z))
