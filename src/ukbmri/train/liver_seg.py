@@ -6,8 +6,9 @@ R2* 20-500 /s, noise x0.5-3, and a share of slices without a liver. Each slice g
 the same whole-slice fit as at inference (:func:`ukbmri.physics.liver.roi_maps_for`); the
 target is the drawn liver parenchyma. The lesson of SynthSeg: heavy randomisation teaches
 shape and position rather than one generator's intensities, so every epoch draws a new
-frame perturbation (rotation, scale, shift) and a new proton-density contrast (gamma) per
-slice.
+frame perturbation (rotation, scale, shift) and new contrasts per slice: T1-like fat
+weighting, gamma and gain of the proton density, air-filled dark blobs with noise for fat
+fraction and R2* (lung bases, bowel gas), scattered fit outliers.
 
 :func:`make_samples` builds the slices (about 0.3 s each, the fit); :func:`train_localiser`
 trains; :func:`~ukbmri.physics.liver_locate.save_localiser` writes the folder.
@@ -86,11 +87,41 @@ def frame_batch(samples: list[SegSample], rng: np.random.Generator | None) -> tu
                       shift_mm=(float(rng.uniform(-20, 20)), float(rng.uniform(-20, 20))))
         fr = SliceFrame.build(body, s.spacing_mm, np.array(s.right), np.array(s.posterior), **kw)
         ch = np.stack([fr.to_frame(c) for c in s.channels.astype(np.float32)])
+        y = fr.to_frame(s.liver.astype(np.float32))[None] > 0.5
         if rng is not None:
-            ch[0] = np.clip(ch[0], 0, None) ** float(rng.uniform(0.7, 1.4)) * float(rng.uniform(0.8, 1.25))
+            _randomise_contrast(ch, y[0], rng)
         xs.append(ch)
-        ys.append(fr.to_frame(s.liver.astype(np.float32))[None] > 0.5)
+        ys.append(y)
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+
+def _randomise_contrast(ch: np.ndarray, liver: np.ndarray, rng: np.random.Generator) -> None:
+    """Contrasts the phantoms do not have, in place on frame channels (see the module docstring).
+
+    * T1 weighting: fat brighter than water by a random factor (proton density x (1 + k FF)),
+      renormalised to the body's 90th percentile as at inference; then a random gamma and gain;
+    * air-filled structures inside the body (lung bases, bowel gas): dark blobs whose fat
+      fraction and R2* are fit noise;
+    * scattered fit outliers: a random share of voxels with a random fat fraction.
+    """
+    body = ch[3] > 0.5
+    if not body.any():
+        return
+    pd = np.clip(ch[0], 0, None) * (1.0 + float(rng.uniform(-0.3, 1.5)) * ch[1])
+    pd /= max(float(np.percentile(pd[body], 90)), 1e-6)
+    ch[0] = np.clip(pd ** float(rng.uniform(0.7, 1.4)) * float(rng.uniform(0.8, 1.25)), 0, 2) * body
+    g = ch.shape[1]
+    ii, jj = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+    for _ in range(int(rng.integers(0, 4))):
+        ci, cj = rng.uniform(0.2 * g, 0.8 * g, size=2)
+        ri, rj = rng.uniform(4, 18, size=2)
+        blob = body & ~liver & (((ii - ci) / ri) ** 2 + ((jj - cj) / rj) ** 2 <= 1.0)
+        n = int(blob.sum())
+        ch[0][blob] = rng.uniform(0.0, 0.2, n)
+        ch[1][blob] = rng.uniform(0.0, 1.0, n)
+        ch[2][blob] = rng.uniform(-1.5, 1.5, n)
+    speck = body & (rng.uniform(size=body.shape) < rng.uniform(0.0, 0.08))
+    ch[1][speck] = rng.uniform(0.0, 1.0, int(speck.sum()))
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
