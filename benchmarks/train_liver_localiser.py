@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=100, help="held-out-variant slices for the final Dice")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--randomise-contrast", action="store_true",
+                    help="also randomise T1-like fat weighting, air-filled blobs and fit outliers (not shipped)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -83,7 +85,7 @@ def main() -> None:
     from ukbmri.physics.liver_locate import save_localiser
     from ukbmri.train.liver_seg import TrainSettings, train_localiser
 
-    st = TrainSettings(epochs=a.epochs, width=a.width, seed=a.seed)
+    st = TrainSettings(epochs=a.epochs, width=a.width, seed=a.seed, randomise_contrast=a.randomise_contrast)
     t0 = time.perf_counter()
     model, hist = train_localiser(samples, st)
     print(f"trained in {time.perf_counter() - t0:.0f} s; validation Dice per epoch "

@@ -84,6 +84,9 @@ def test_training_learns_the_liver_on_a_few_slices():
     samples = make_samples(np.random.default_rng(3), 6, no_liver_share=0.0, share_3t=0.0)
     _, y = frame_batch(samples, None)
     assert y.sum() > 0 and frame_batch(samples, np.random.default_rng(0))[0].shape == (6, 4, GRID, GRID)
+    xr, yr = frame_batch(samples, np.random.default_rng(0), randomise_contrast=True)
+    assert np.isfinite(xr).all() and xr[:, 0].max() <= 2.0
+    assert all(np.all(xr[k, :3][:, xr[k, 3] == 0] == 0) for k in range(len(xr)))  # nothing outside the body
     model, hist = train_localiser(samples, TrainSettings(epochs=3, batch_size=3, lr=5e-3, width=4,
                                                           validation_fraction=0.2))
     assert len(hist["train_loss"]) == 3 and hist["train_loss"][-1] < hist["train_loss"][0]

@@ -368,33 +368,45 @@ def find_liver_roi(
     if localiser is not None and rd is not None:
         liver = localised_region(localiser, maps, body, tissue, (sx, sy), rd, pdir, min_area_mm2=min_area_mm2,
                                  info=info)
+    localised = liver is not None
     if liver is None:
         liver = heuristic_region()
+
     # 5. ROI: eroded, vessels and outliers removed
-    roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
-    if info is not None and info.get("localiser", {}).get("used"):
-        roi &= tissue  # the proposal's liver-like voxels only
-    if roi.sum() < min_voxels:
-        roi = liver.copy()
-    win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
-    # local median of the signal (outside the liver filled with the liver's median)
-    local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
-    dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
-    vtol = vessel_tolerance
-    if noise_w is not None and magnitude is None:  # a vessel must stand out of the noise too
-        vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
-                                                                (liver & (noise_w > 0)).any() else [0.0]))
-                        / max(float(np.median(np.abs(sig[liver]))), 1e-12))
-    roi &= np.isfinite(dev) & (dev <= vtol)
-    for v, nz in ((r2, noise_r), (ff, noise_f)):
-        vals = v[roi]
-        if vals.size >= min_voxels:
-            med = np.median(vals)
-            mad = 1.4826 * np.median(np.abs(vals - med))
-            if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
-                mad = max(mad, float(np.median(nz[liver])))
-            roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
-    roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
+    def roi_of(liver: np.ndarray, liver_like_only: bool) -> np.ndarray:
+        roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
+        if liver_like_only:
+            roi &= tissue  # the proposal's liver-like voxels only
+        if roi.sum() < min_voxels:
+            roi = liver & tissue if liver_like_only else liver.copy()
+        win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
+        # local median of the signal (outside the liver filled with the liver's median)
+        local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
+        dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
+        vtol = vessel_tolerance
+        if noise_w is not None and magnitude is None:  # a vessel must stand out of the noise too
+            vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
+                                                                    (liver & (noise_w > 0)).any() else [0.0]))
+                            / max(float(np.median(np.abs(sig[liver]))), 1e-12))
+        roi &= np.isfinite(dev) & (dev <= vtol)
+        for v, nz in ((r2, noise_r), (ff, noise_f)):
+            vals = v[roi]
+            if vals.size >= min_voxels:
+                med = np.median(vals)
+                mad = 1.4826 * np.median(np.abs(vals - med))
+                if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
+                    mad = max(mad, float(np.median(nz[liver])))
+                roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
+        roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
+        return roi
+
+    roi = roi_of(liver, localised)
+    if localised and roi.sum() < min_voxels:  # nothing usable inside the proposal: the image rules decide
+        if info is not None:
+            info["localiser"].update(used=False, rejected=f"ROI of the proposal {int(roi.sum())} voxels after "
+                                                          "removing edges and vessels")
+        liver = heuristic_region()
+        roi = roi_of(liver, False)
     if roi.sum() < min_voxels:
         raise LiverNotFoundError("liver ROI too small after removing edges and vessels",
                               expected=f">= {min_voxels} voxels", found=int(roi.sum()))

@@ -6,9 +6,10 @@ R2* 20-500 /s, noise x0.5-3, and a share of slices without a liver. Each slice g
 the same whole-slice fit as at inference (:func:`ukbmri.physics.liver.roi_maps_for`); the
 target is the drawn liver parenchyma. The lesson of SynthSeg: heavy randomisation teaches
 shape and position rather than one generator's intensities, so every epoch draws a new
-frame perturbation (rotation, scale, shift) and new contrasts per slice: T1-like fat
-weighting, gamma and gain of the proton density, air-filled dark blobs with noise for fat
-fraction and R2* (lung bases, bowel gas), scattered fit outliers.
+frame perturbation (rotation, scale, shift) and a new proton-density gamma and gain per
+slice. ``TrainSettings.randomise_contrast`` adds contrasts the phantoms lack (T1-like fat
+weighting, air-filled dark blobs whose fat fraction and R2* are noise, scattered fit
+outliers): tried, not shipped (``docs/liver_qc.md``).
 
 :func:`make_samples` builds the slices (about 0.3 s each, the fit); :func:`train_localiser`
 trains; :func:`~ukbmri.physics.liver_locate.save_localiser` writes the folder.
@@ -74,8 +75,13 @@ def _body(mask: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
 
 
-def frame_batch(samples: list[SegSample], rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """Frame-grid inputs ``(B, C, G, G)`` and targets ``(B, 1, G, G)``; ``rng``: augmentation (None: none)."""
+def frame_batch(samples: list[SegSample], rng: np.random.Generator | None, *,
+                randomise_contrast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Frame-grid inputs ``(B, C, G, G)`` and targets ``(B, 1, G, G)``; ``rng``: augmentation (None: none).
+
+    With ``rng``: a random frame (rotation, scale, shift) and proton-density gamma and gain;
+    ``randomise_contrast`` adds :func:`_randomise_contrast`'s contrasts.
+    """
     from ukbmri.physics.liver_frame import SliceFrame
 
     xs, ys = [], []
@@ -88,8 +94,10 @@ def frame_batch(samples: list[SegSample], rng: np.random.Generator | None) -> tu
         fr = SliceFrame.build(body, s.spacing_mm, np.array(s.right), np.array(s.posterior), **kw)
         ch = np.stack([fr.to_frame(c) for c in s.channels.astype(np.float32)])
         y = fr.to_frame(s.liver.astype(np.float32))[None] > 0.5
-        if rng is not None:
+        if rng is not None and randomise_contrast:
             _randomise_contrast(ch, y[0], rng)
+        elif rng is not None:
+            ch[0] = np.clip(ch[0], 0, None) ** float(rng.uniform(0.7, 1.4)) * float(rng.uniform(0.8, 1.25))
         xs.append(ch)
         ys.append(y)
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
@@ -139,6 +147,7 @@ class TrainSettings:
     width: int = 12
     seed: int = 0
     validation_fraction: float = 0.1
+    randomise_contrast: bool = False
 
 
 def train_localiser(samples: list[SegSample], settings: TrainSettings = TrainSettings()):
@@ -170,7 +179,8 @@ def train_localiser(samples: list[SegSample], settings: TrainSettings = TrainSet
         perm = torch.randperm(len(train), generator=gen).numpy()
         losses = []
         for b in range(0, len(train), settings.batch_size):
-            x, y = frame_batch([train[i] for i in perm[b:b + settings.batch_size]], rng)
+            x, y = frame_batch([train[i] for i in perm[b:b + settings.batch_size]], rng,
+                               randomise_contrast=settings.randomise_contrast)
             x, y = torch.from_numpy(x), torch.from_numpy(y)
             logit = model(x)
             p = torch.sigmoid(logit)
