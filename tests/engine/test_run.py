@@ -45,6 +45,7 @@ def test_reference_run_table_ledger_manifest(reference, cohort):
     assert table["eid"].tolist() == [1000001, 1000002, 1999999]  # sorted; the failed visit keeps a flagged row
     assert table["qc_flags"].tolist()[2] == "body_failed" and pd.isna(table["weight_kg"].iloc[2])
     assert table["weight_kg"].iloc[:2].notna().all() and table["liver_fat_physics_percent"].iloc[:2].notna().all()
+    assert table["liver_roi_method"].iloc[:2].isin(["localiser", "rules"]).all()  # which chose the physics ROI
     assert table["body_input_sha256"].iloc[0] and table["tiny__module_fingerprint"].str.len().iloc[0] == 64
     fails = pd.read_csv(reference / "failures.csv")
     assert fails[["eid", "stage", "error"]].values.tolist() == [[1999999, "body", "TruncatedZipError"]]
@@ -53,6 +54,7 @@ def test_reference_run_table_ledger_manifest(reference, cohort):
     m = json.loads((reference / "run.json").read_text())
     assert m["complete"] and m["stages"]["body"] == {"planned": 3, "reused": 0, "computed": 3, "failed": 1}
     assert m["versions"]["torch"] and m["settings"]["body"]["fingerprint"]
+    assert len(m["settings"]["liver"]["settings"]["localiser"]) == 64  # the localiser's weights are part of the key
     # where the wall time went; the jobs (real work here) are the largest part
     secs = m["seconds"]
     assert set(secs) >= {"start", "jobs", "tables"} and all(v >= 0 for v in secs.values())
