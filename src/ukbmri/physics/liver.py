@@ -6,7 +6,8 @@
    fit (swap-free, B0) when the zip has phase images, otherwise the magnitude fit with
    ``branch="best"`` (both magnitude branches, lower residual per voxel).
 2. **ROI**: :func:`ukbmri.physics.liver_roi.find_liver_roi` (patient right from the DICOM
-   geometry).
+   geometry); by default the bundled liver localiser network proposes the liver region and
+   physics checks it (:mod:`ukbmri.physics.liver_locate`), else the image rules choose.
 3. **Values**: the magnitude fit (multi-peak fat, single R2*) of the ROI's pooled,
    noise-corrected signal ``sqrt(mean |S|^2 - 2 sigma^2)`` (noise level from the background)
    is the headline PDFF and R2* (:mod:`ukbmri.physics.liver_pooled`); the voxel-wise fit in
