@@ -29,7 +29,7 @@ import numpy as np
 from ukbmri.errors import ModuleError
 from ukbmri.physics.liver_frame import GRID, N_CHANNELS, PIXEL_MM, SliceFrame, slice_channels
 
-__all__ = ["LiverLocaliser", "bundled_localiser", "save_localiser", "BUNDLED_LOCALISER"]
+__all__ = ["LiverLocaliser", "bundled_localiser", "load_localiser", "save_localiser", "BUNDLED_LOCALISER"]
 
 BUNDLED_LOCALISER = Path(__file__).resolve().parents[1] / "data" / "liver" / "localiser"
 KIND = "liver_localiser"
