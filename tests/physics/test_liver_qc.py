@@ -152,6 +152,6 @@ def test_heldout_stress_cohort():
     assert np.abs(errors).mean() <= 0.5
     assert r2_ok >= 0.95 * r2_n
     assert covered >= 0.85 * errors.size
-    # measured 20 % without a trusted value on this seed (30 % on another; the 5 % target is
-    # not met, see docs/liver_qc.md)
-    assert flagged + no_value <= 0.3 * n
+    # measured 7.5 % without a trusted value on this seed with the liver localiser (20 % with the
+    # image rules alone; the 5 % target is not met overall, see docs/liver_qc.md)
+    assert flagged + no_value <= 0.15 * n
