@@ -43,6 +43,7 @@ from scipy import ndimage as ndi
 
 from ukbmri.errors import LiverInputError, LiverNotFoundError
 from ukbmri.physics.liver_flags import MAX_POSTERIOR
+from ukbmri.physics.liver_rules import SliceTissue, _disk, rules_region
 from ukbmri.physics.multiecho import FatWaterMaps
 
 __all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction", "localised_region"]
@@ -98,13 +99,6 @@ def patient_right_direction(affine_lps: np.ndarray) -> np.ndarray:
 def posterior_direction(affine_lps: np.ndarray) -> np.ndarray | None:
     """Unit 2-vector in ``(x, y)`` index space pointing posterior (LPS +y); ``None`` for a coronal slice."""
     return _lps_direction(affine_lps, 1, 1.0)
-
-
-def _disk(radius_px: tuple[float, float]) -> np.ndarray:
-    rx, ry = max(radius_px[0], 0.5), max(radius_px[1], 0.5)
-    nx, ny = int(np.ceil(rx)), int(np.ceil(ry))
-    x, y = np.meshgrid(np.arange(-nx, nx + 1), np.arange(-ny, ny + 1), indexing="ij")
-    return (x / rx) ** 2 + (y / ry) ** 2 <= 1.0
 
 
 def _slice2d(a: np.ndarray) -> np.ndarray:
@@ -198,10 +192,6 @@ def find_liver_roi(
     cx, cy = ndi.center_of_mass(body)
     radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
 
-    def along(px, py, d) -> np.ndarray:
-        """Offset of index position(s) from the body centre along direction ``d``, in body radii."""
-        return ((px - cx) * sx * d[0] + (py - cy) * sy * d[1]) / radius_mm
-
     # 2. liver-like tissue, away from the body wall
     finite = fitted & np.isfinite(ff) & np.isfinite(r2) & np.isfinite(water)
     ff_lim = np.full(ff.shape, float(ff_max))
@@ -276,93 +266,18 @@ def find_liver_roi(
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
     pdir = posterior_direction(affine_lps) if affine_lps is not None else None
+    t = SliceTissue(water=water, r2=r2, ff=ff, sig=sig, tissue=tissue, homog=homog, noise_w=noise_w,
+                    noise_r=noise_r, noise_f=noise_f, spacing=(sx, sy), centre=(cx, cy), radius_mm=float(radius_mm),
+                    right=rd, posterior=pdir)
 
     def heuristic_region() -> np.ndarray:
-        """Steps 3b-4 without a localiser: homogeneous candidates, the choice, growth from its anchor."""
-        core = ndi.binary_erosion(homog, structure=_disk((split_mm / sx, split_mm / sy)))
-        if info is not None:
-            info["stages"] = {"tissue": tissue, "homogeneous": homog, "core": core}
-        lab, n = ndi.label(core)
-        if n == 0:
-            raise LiverNotFoundError("no liver-like region found in the slice",
-                                  expected=f"homogeneous water-dominant tissue with R2* in {r2star_range} /s",
-                                  found=f"{int(tissue.sum())} liver-like voxels, none {split_mm:g} mm from an edge")
-        idx = np.arange(1, n + 1)
-        area = ndi.sum(np.ones_like(lab), lab, index=idx) * sx * sy
-        com = np.array(ndi.center_of_mass(core, lab, idx)).reshape(-1, 2)
-        ok = area >= min_area_mm2
-        # the liver is the largest solid organ, thick (not a band of muscle along the wall),
-        # and lies mostly on the patient's right: score = area on the right x thickness factor
-        inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(core, sampling=(sx, sy)), lab, idx)) + split_mm
-        thick = np.clip(inscribed / 20.0, 0.25, 1.0)
-        score = area * thick
-        if right_direction is not None:
-            # the part of each candidate on the patient's right counts (a liver that reaches across
-            # the midline keeps its right lobe; an organ on the left scores little)
-            xg, yg = np.meshgrid(np.arange(core.shape[0]), np.arange(core.shape[1]), indexing="ij")
-            on_right = along(xg, yg, rd) > 0
-            area_r = np.asarray(ndi.sum(on_right, lab, idx)) * sx * sy
-            score = area_r * thick
-            right = ok & (area_r >= min_area_mm2)
-            ok = right if right.any() else ok
-        if pdir is not None:
-            # kidneys and paraspinal muscles lie posterior; a candidate there is chosen only when
-            # nothing anterior to them qualifies (the choice is then flagged liver_roi_posterior)
-            post_c = along(com[:, 0], com[:, 1], pdir)
-            front = ok & (post_c <= max_posterior)
-            ok = front if front.any() else ok
-        if not ok.any():
-            raise LiverNotFoundError("no liver-sized region found in the slice",
-                                     expected=f">= {min_area_mm2:g} mm^2 of liver-like tissue",
-                                     found=f"largest {float(area.max()):.0f} mm^2")
-        best = idx[ok][int(np.argmax(score[ok]))]
-        log.debug("liver candidates: area %s mm^2, score %s, chosen %d", np.round(area).tolist(),
-                  np.round(score).tolist(), int(best))
-        seed = lab == best
-        # 4. anchor: the point of the chosen component that is deep inside it and far to the
-        #    patient's right; the liver is what resembles the anchor's neighbourhood (water
-        #    signal, R2*, fat fraction within max(4 MAD, a floor)) and is connected to it
-        comp = lab == best
-        depth_c = ndi.distance_transform_edt(comp, sampling=(sx, sy))
-        if right_direction is not None:
-            xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
-            side_px = along(xx, yy, rd)
-            pull = depth_c * (1.0 + np.clip(side_px, 0.0, 1.0))
-        else:
-            pull = depth_c
-        anchor = np.unravel_index(int(np.argmax(np.where(comp, pull, -1.0))), comp.shape)
-        xx, yy = np.meshgrid(np.arange(comp.shape[0]), np.arange(comp.shape[1]), indexing="ij")
-        near_anchor = comp & (((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2 <= anchor_mm ** 2)
+        return rules_region(t, split_mm=split_mm, min_area_mm2=min_area_mm2, anchor_mm=anchor_mm,
+                            max_posterior=max_posterior, r2star_range=r2star_range, info=info)
 
-        def near(v: np.ndarray, floor: float) -> np.ndarray:
-            vals = v[near_anchor]
-            med = np.median(vals)
-            mad = 1.4826 * np.median(np.abs(vals - med))
-            return np.abs(v - med) <= max(4.0 * mad, floor)
-
-        med_w = float(np.median(water[near_anchor]))
-        fl_w, fl_r, fl_f = 0.08 * med_w, 4.0, 2.0
-        if noise_w is not None:  # floors at least the noise expected at the anchor
-            fl_w = max(fl_w, 3.0 * float(np.median(noise_w[near_anchor])))
-            fl_r = max(fl_r, 3.0 * float(np.median(noise_r[near_anchor])))
-            fl_f = max(fl_f, 3.0 * float(np.median(noise_f[near_anchor])))
-        similar = tissue & near(water, fl_w) & near(r2, fl_r) & near(ff, fl_f)
-        seed = comp & similar
-        lab1, _ = ndi.label(seed)
-        if lab1[anchor] == 0:  # the anchor voxel itself is an outlier: the commonest label around it
-            around = lab1[near_anchor]
-            around = around[around > 0]
-            if around.size == 0:
-                raise LiverNotFoundError("liver region is not homogeneous around its centre",
-                                         expected="homogeneous liver tissue", found="mixed values")
-            keep = int(np.bincount(around).argmax())
-            dist = np.where(lab1 == keep, ((xx - anchor[0]) * sx) ** 2 + ((yy - anchor[1]) * sy) ** 2, np.inf)
-            anchor = np.unravel_index(int(np.argmin(dist)), dist.shape)
-        seed = lab1 == lab1[anchor]
-        liver = ndi.binary_dilation(seed, structure=_disk((split_mm / sx + 1, split_mm / sy + 1))) & similar
-        lab2, _ = ndi.label(liver)
-        liver = lab2 == lab2[anchor]
-        return liver
+    def roi_of(liver: np.ndarray, liver_like_only: bool) -> np.ndarray:
+        return roi_in_region(t, liver, liver_like_only, margin_mm=margin_mm, vessel_window_mm=vessel_window_mm,
+                             vessel_tolerance=vessel_tolerance, min_voxels=min_voxels,
+                             signal_is_water=magnitude is None)
 
     liver = None
     if localiser is not None and rd is not None:
@@ -373,33 +288,6 @@ def find_liver_roi(
         liver = heuristic_region()
 
     # 5. ROI: eroded, vessels and outliers removed
-    def roi_of(liver: np.ndarray, liver_like_only: bool) -> np.ndarray:
-        roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
-        if liver_like_only:
-            roi &= tissue  # the proposal's liver-like voxels only
-        if roi.sum() < min_voxels:
-            roi = liver & tissue if liver_like_only else liver.copy()
-        win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
-        # local median of the signal (outside the liver filled with the liver's median)
-        local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
-        dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
-        vtol = vessel_tolerance
-        if noise_w is not None and magnitude is None:  # a vessel must stand out of the noise too
-            vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
-                                                                    (liver & (noise_w > 0)).any() else [0.0]))
-                            / max(float(np.median(np.abs(sig[liver]))), 1e-12))
-        roi &= np.isfinite(dev) & (dev <= vtol)
-        for v, nz in ((r2, noise_r), (ff, noise_f)):
-            vals = v[roi]
-            if vals.size >= min_voxels:
-                med = np.median(vals)
-                mad = 1.4826 * np.median(np.abs(vals - med))
-                if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
-                    mad = max(mad, float(np.median(nz[liver])))
-                roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
-        roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
-        return roi
-
     roi = roi_of(liver, localised)
     if localised and roi.sum() < min_voxels:  # nothing usable inside the proposal: the image rules decide
         if info is not None:
@@ -415,10 +303,10 @@ def find_liver_roi(
         com_l = ndi.center_of_mass(liver)
         side_l = None
         if right_direction is not None:
-            side_l = float(along(com_l[0], com_l[1], rd))
+            side_l = float(t.along(com_l[0], com_l[1], rd))
         post = None
         if pdir is not None:
-            post = float(along(com_l[0], com_l[1], pdir))
+            post = float(t.along(com_l[0], com_l[1], pdir))
         info.update(
             posterior=post,
             region=liver, region_area_mm2=float(liver.sum() * sx * sy),
@@ -466,6 +354,43 @@ def localised_region(localiser, maps: FatWaterMaps, body: np.ndarray, tissue: np
         rec["used"] = True
     log.debug("localiser proposal: %s", rec)
     return region if rec["used"] else None
+
+
+def roi_in_region(t: SliceTissue, liver: np.ndarray, liver_like_only: bool, *, margin_mm: float,
+                  vessel_window_mm: float, vessel_tolerance: float, min_voxels: int,
+                  signal_is_water: bool) -> np.ndarray:
+    """Step 5: the liver region eroded by ``margin_mm``, vessels and outliers removed.
+
+    ``liver_like_only``: keep only liver-like tissue (a localiser's proposal).
+    """
+    sx, sy = t.spacing
+    tissue, sig, r2, ff = t.tissue, t.sig, t.r2, t.ff
+    noise_w, noise_r, noise_f = t.noise_w, t.noise_r, t.noise_f
+    roi = ndi.binary_erosion(liver, structure=_disk((margin_mm / sx, margin_mm / sy)))
+    if liver_like_only:
+        roi &= tissue  # the proposal's liver-like voxels only
+    if roi.sum() < min_voxels:
+        roi = liver & tissue if liver_like_only else liver.copy()
+    win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
+    # local median of the signal (outside the liver filled with the liver's median)
+    local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
+    dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
+    vtol = vessel_tolerance
+    if noise_w is not None and signal_is_water:  # a vessel must stand out of the noise too
+        vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
+                                                                (liver & (noise_w > 0)).any() else [0.0]))
+                        / max(float(np.median(np.abs(sig[liver]))), 1e-12))
+    roi &= np.isfinite(dev) & (dev <= vtol)
+    for v, nz in ((r2, noise_r), (ff, noise_f)):
+        vals = v[roi]
+        if vals.size >= min_voxels:
+            med = np.median(vals)
+            mad = 1.4826 * np.median(np.abs(vals - med))
+            if nz is not None:  # at least the noise (a MAD of 0 happens when most voxels sit at a bound)
+                mad = max(mad, float(np.median(nz[liver])))
+            roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
+    roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
+    return roi
 
 
 def liver_summary(maps: FatWaterMaps, roi: np.ndarray, *, values: FatWaterMaps | None = None) -> LiverSummary:
