@@ -116,6 +116,13 @@ def test_cross_check_rule():
     assert cross_check(gre, None) == ("liver_gre_ideal_incomplete",)
     assert cross_check(gre, _result(5.0, (4.6, 5.4), 35.0, (33.0, 37.0), (UNRELIABLE,))) == (
         "liver_gre_ideal_incomplete",)
+    # unreliable only for a wide interval: still compared, with that interval
+    imprecise = (UNRELIABLE, "liver_pdff_imprecise")
+    assert cross_check(gre, _result(6.0, (3.0, 9.0), 35.0, (25.0, 45.0), imprecise)) == ()
+    assert cross_check(_result(0.0, (0.0, 0.3), 15.0, (14.0, 16.0)), _result(13.0, (10.4, 15.7), 376.0, (330.0, 420.0),
+                                                                           imprecise)) == ("liver_gre_ideal_disagree",)
+    assert cross_check(gre, _result(5.0, (4.6, 5.4), 35.0, (33.0, 37.0), (UNRELIABLE, "liver_roi_small"))) == (
+        "liver_gre_ideal_incomplete",)
 
 
 def test_every_flag_is_documented():

@@ -137,7 +137,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
         c_pdff, clo, chi = median_interval(np.asarray(m1.ff_percent)[:, :, 0], roi2, floor_sd=PDFF_MODEL_SD)
         c_r2 = liver_summary(m1, roi).r2star_per_s
         c_ci = (clo, chi)
-    flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=pdff, pdff_ci=(plo, phi),
+    flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=pdff, pdff_ci=(plo, phi), r2star=r2s,
                           complex_pdff=c_pdff, complex_ci=c_ci, spacing=sp[:2])
     qc["roi_localiser"] = info.get("localiser")  # None: the image-rule ROI chose the region
     qc.update(voxel_median_pdff=summ.pdff_percent, voxel_median_r2star=summ.r2star_per_s, pooled_blocks=pooled.blocks)

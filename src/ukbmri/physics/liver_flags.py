@@ -33,6 +33,11 @@ HETEROGENEITY_PP = 2.0
 MAX_RESIDUAL_RATIO = 2.0
 #: complex vs magnitude fits in the same ROI may differ by this much (pp)
 MAX_METHOD_DIFF_PP = 2.0
+#: the pooled fit and the median of the voxel-wise fits (same ROI, same model) estimate the same
+#: values; a pooled fit stuck in a wrong solution differs grossly: by more than this (pp) ...
+GROSS_POOLED_PDFF_PP = 10.0
+#: ... or in R2* by more than this fraction of the larger value, plus 10 /s
+GROSS_POOLED_R2STAR_REL = 0.5
 #: known systematic GRE (20203) vs IDEAL (20254) PDFF difference allowed (pp, absolute) ...
 GRE_IDEAL_PDFF_PP = 1.0
 #: ... and R2* (relative: the protocols differ in echo spacing and slice)
@@ -49,15 +54,19 @@ FLAG_RULES = {
     "liver_fit_residual_high": f"median ROI fit residual > {MAX_RESIDUAL_RATIO:g} x the noise",
     "liver_pdff_imprecise": f"95 % interval of the PDFF wider than +-{MAX_PDFF_HALF_WIDTH:g} pp",
     "liver_fit_methods_disagree": f"complex (voxel median) and magnitude (pooled) PDFF in the ROI differ by > "
-                                  f"max({MAX_METHOD_DIFF_PP:g} pp, 1.96 x the SD of their difference)",
+                                  f"max({MAX_METHOD_DIFF_PP:g} pp, 1.96 x the SD of their difference); or the "
+                                  f"pooled fit and the voxel-wise median differ grossly (PDFF > "
+                                  f"{GROSS_POOLED_PDFF_PP:g} pp, R2* > {GROSS_POOLED_R2STAR_REL:g} x the larger "
+                                  "+ 10 /s: a pooled fit stuck in a wrong solution)",
     "liver_gre_ideal_disagree": "GRE and IDEAL PDFF (or R2*) differ beyond the allowed difference plus intervals",
-    "liver_gre_ideal_incomplete": "one of the two results is missing or already unreliable",
+    "liver_gre_ideal_incomplete": "one of the two results is missing or unreliable for a reason other than "
+                                  "liver_pdff_imprecise",
     "liver_not_found": "summary rows of fatwater --liver for slices (or inputs) where LiverNotFoundError was raised",
 }
 
 
 def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | None, *, pdff: float,
-              pdff_ci: tuple[float, float], complex_pdff: float | None,
+              pdff_ci: tuple[float, float], complex_pdff: float | None, r2star: float = float("nan"),
               complex_ci: tuple[float, float] = (float("nan"), float("nan")),
               spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
     """Flags and the QC numbers behind them for one slice's ROI (see ``docs/liver_qc.md``)."""
@@ -100,7 +109,19 @@ def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | No
     qc["pdff_half_width"] = float(half)
     if not np.isfinite(half) or half > MAX_PDFF_HALF_WIDTH:
         flags.append("liver_pdff_imprecise")
-    if complex_pdff is not None:
+    # the pooled fit against the voxel-wise medians of the same ROI and model: a gross difference
+    # is a pooled fit stuck in a wrong solution (its jackknife replicates are stuck with it)
+    vox_ff = float(np.nanmedian(ff)) if ff.size else float("nan")
+    r2v = np.asarray(values.r2star_per_s)[:, :, 0][roi]
+    r2v = r2v[np.isfinite(r2v)]
+    vox_r2 = float(np.median(r2v)) if r2v.size else float("nan")
+    qc["pooled_minus_voxel_median_pp"] = float(pdff - vox_ff)
+    gross = (abs(pdff - vox_ff) > GROSS_POOLED_PDFF_PP
+             or (np.isfinite(r2star) and np.isfinite(vox_r2)
+                 and abs(r2star - vox_r2) > GROSS_POOLED_R2STAR_REL * max(r2star, vox_r2) + 10.0))
+    if gross:
+        flags.append("liver_fit_methods_disagree")
+    if complex_pdff is not None and not gross:
         # both values carry sampling noise: the complex median's interval counts as well
         qc["complex_minus_magnitude_pp"] = float(complex_pdff - pdff)
         s_c = _sd_from_ci(complex_ci) if np.all(np.isfinite(complex_ci)) else 0.0
@@ -116,6 +137,13 @@ def _sd_from_ci(ci: tuple[float, float]) -> float:
     return (ci[1] - ci[0]) / (2 * 1.96)
 
 
+def _comparable(result) -> bool:
+    """Usable in the GRE-vs-IDEAL comparison: present, and at worst only imprecise."""
+    if result is None:
+        return False
+    return UNRELIABLE not in result.flags or set(result.flags) - {UNRELIABLE} == {"liver_pdff_imprecise"}
+
+
 def cross_check(gre, ideal) -> tuple[str, ...]:
     """QC flags comparing the GRE (20203) and IDEAL (20254) results of one visit.
 
@@ -123,10 +151,12 @@ def cross_check(gre, ideal) -> tuple[str, ...]:
     ``|PDFF_gre - PDFF_ideal| > GRE_IDEAL_PDFF_PP + 1.96 sqrt(sd_gre^2 + sd_ideal^2)`` with
     ``sd = (interval width) / 3.92``; the R2* values when their relative difference exceeds
     ``GRE_IDEAL_R2STAR_REL`` plus the same interval term (relative to their mean). Either
-    gives ``liver_gre_ideal_disagree``. ``None`` for one of them, or a result already flagged
-    unreliable, gives ``liver_gre_ideal_incomplete`` (nothing to compare with).
+    gives ``liver_gre_ideal_disagree``. A result flagged unreliable only for its wide interval
+    (``liver_pdff_imprecise``: the ROI is fine, the value honestly uncertain) still takes part,
+    with that interval: it can still expose a precise value that is wrong. ``None`` for one of
+    them, or a result unreliable for any other reason, gives ``liver_gre_ideal_incomplete``.
     """
-    if gre is None or ideal is None or UNRELIABLE in gre.flags or UNRELIABLE in ideal.flags:
+    if not (_comparable(gre) and _comparable(ideal)):
         return ("liver_gre_ideal_incomplete",)
     flags = []
     d = abs(gre.pdff_percent - ideal.pdff_percent)
