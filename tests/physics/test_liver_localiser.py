@@ -94,7 +94,7 @@ def test_training_learns_the_liver_on_a_few_slices():
 
 def test_bundled_localiser_marks_the_liver_and_finds_no_liver_where_there_is_none():
     from ukbmri.physics.liver import liver_fat_from_multiecho, roi_maps_for
-    from ukbmri.train.liver_seg import _body
+    from ukbmri.physics.liver_roi import body_mask
 
     loc = bundled_localiser()
     assert loc.info["demonstration_only"] is True
@@ -105,7 +105,7 @@ def test_bundled_localiser_marks_the_liver_and_finds_no_liver_where_there_is_non
         m = roi_maps_for(c.data)
         aff = c.data.affine_lps
         p = loc.probability(m.water[:, :, 0], m.fat[:, :, 0], m.ff_percent[:, :, 0], m.r2star_per_s[:, :, 0],
-                            _body(m.mask[:, :, 0]), c.data.spacing[:2], patient_right_direction(aff),
+                            body_mask(m.mask[:, :, 0]), c.data.spacing[:2], patient_right_direction(aff),
                             posterior_direction(aff))
         scores.append(dice(p > 0.5, c.liver))
         r = liver_fat_from_multiecho(c.data)

@@ -138,6 +138,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
         c_r2 = liver_summary(m1, roi).r2star_per_s
         c_ci = (clo, chi)
     flags, qc = roi_flags(d1, m1, values, roi2, info, sigma, pdff=pdff, pdff_ci=(plo, phi), r2star=r2s,
+                          voxel_median=(summ.pdff_percent, summ.r2star_per_s),
                           complex_pdff=c_pdff, complex_ci=c_ci, spacing=sp[:2])
     qc["roi_localiser"] = info.get("localiser")  # None: the image-rule ROI chose the region
     qc.update(voxel_median_pdff=summ.pdff_percent, voxel_median_r2star=summ.r2star_per_s, pooled_blocks=pooled.blocks)

@@ -67,9 +67,14 @@ FLAG_RULES = {
 
 def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | None, *, pdff: float,
               pdff_ci: tuple[float, float], complex_pdff: float | None, r2star: float = float("nan"),
+              voxel_median: tuple[float, float] = (float("nan"), float("nan")),
               complex_ci: tuple[float, float] = (float("nan"), float("nan")),
               spacing: tuple[float, float]) -> tuple[tuple[str, ...], dict]:
-    """Flags and the QC numbers behind them for one slice's ROI (see ``docs/liver_qc.md``)."""
+    """Flags and the QC numbers behind them for one slice's ROI (see ``docs/liver_qc.md``).
+
+    ``pdff`` / ``r2star``: the pooled fit's values; ``voxel_median``: the medians (PDFF, R2*) of
+    the voxel-wise fits ``values`` in the ROI (:func:`~ukbmri.physics.liver_roi.liver_summary`).
+    """
     from ukbmri.physics.liver_noise import crlb_sd
 
     flags: list[str] = []
@@ -111,10 +116,7 @@ def roi_flags(data, maps, values, roi: np.ndarray, info: dict, sigma: float | No
         flags.append("liver_pdff_imprecise")
     # the pooled fit against the voxel-wise medians of the same ROI and model: a gross difference
     # is a pooled fit stuck in a wrong solution (its jackknife replicates are stuck with it)
-    vox_ff = float(np.nanmedian(ff)) if ff.size else float("nan")
-    r2v = np.asarray(values.r2star_per_s)[:, :, 0][roi]
-    r2v = r2v[np.isfinite(r2v)]
-    vox_r2 = float(np.median(r2v)) if r2v.size else float("nan")
+    vox_ff, vox_r2 = voxel_median
     qc["pooled_minus_voxel_median_pp"] = float(pdff - vox_ff)
     gross = (abs(pdff - vox_ff) > GROSS_POOLED_PDFF_PP
              or (np.isfinite(r2star) and np.isfinite(vox_r2)

@@ -82,11 +82,13 @@ class SliceFrame:
         return cls(matrix=matrix, offset=offset, shape=tuple(int(v) for v in np.asarray(body).shape))
 
     def to_frame(self, a: np.ndarray, *, order: int = 1, cval: float = 0.0) -> np.ndarray:
-        """Resample a slice array ``(x, y)`` onto the frame ``(GRID, GRID)``."""
+        """Resample a slice array ``(x, y)``, or a stack ``(C, x, y)``, onto the frame ``(GRID, GRID)``."""
+        a = np.asarray(a, dtype=np.float32)
         i, j = np.meshgrid(np.arange(GRID, dtype=float), np.arange(GRID, dtype=float), indexing="ij")
-        xy = self.matrix @ np.stack([i.ravel(), j.ravel()]) + self.offset[:, None]
-        out = ndi.map_coordinates(np.asarray(a, dtype=np.float32), xy, order=order, mode="constant", cval=cval)
-        return out.reshape(GRID, GRID)
+        xy = self.matrix @ np.stack([i.ravel(), j.ravel()]) + self.offset[:, None]  # once for every channel
+        out = [ndi.map_coordinates(c, xy, order=order, mode="constant", cval=cval).reshape(GRID, GRID)
+               for c in (a if a.ndim == 3 else a[None])]
+        return np.stack(out) if a.ndim == 3 else out[0]
 
     def from_frame(self, a: np.ndarray, *, order: int = 1, cval: float = 0.0) -> np.ndarray:
         """Resample a frame array ``(GRID, GRID)`` back onto the slice ``(x, y)``."""

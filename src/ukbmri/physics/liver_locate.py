@@ -55,7 +55,7 @@ class LiverLocaliser:
 
         frame = SliceFrame.build(body, spacing_mm, right, posterior)
         ch = slice_channels(water, fat, ff_percent, r2star, body)
-        x = np.stack([frame.to_frame(c) for c in ch])[None]
+        x = frame.to_frame(ch)[None]
         with torch.no_grad():
             logit = self.model(torch.from_numpy(x.astype(np.float32)))[0, 0].numpy()
         prob = 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
@@ -63,22 +63,25 @@ class LiverLocaliser:
 
 
 def save_localiser(model, folder: str | Path, *, training: dict | None = None, metrics: dict | None = None) -> Path:
-    """Write ``model.json`` + ``weights.pt`` (atomic renames) and return the folder."""
+    """Write ``model.json`` + ``weights.pt`` (each atomically) and return the folder."""
+    import io
+
     import torch
 
     from ukbmri.io.atomic import write_bytes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "weights.pt.tmp"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(folder / "weights.pt")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    data = buf.getvalue()
+    write_bytes(folder / "weights.pt", data)
     info = {
         "kind": KIND, "format": 1, "architecture": {"name": "LiverUNet", **model.config},
         "frame": {"grid": GRID, "pixel_mm": PIXEL_MM, "channels": N_CHANNELS},
         "demonstration_only": True,
         "note": "trained on ukbmri's randomised liver phantoms only; not validated on UK Biobank scans",
-        "weights_sha256": _sha256(folder / "weights.pt"),
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
         "training": training or {}, "metrics": metrics or {},
     }
     write_bytes(folder / "model.json", json.dumps(info, indent=1, default=float).encode())
@@ -87,8 +90,7 @@ def save_localiser(model, folder: str | Path, *, training: dict | None = None, m
 
 def load_localiser(folder: str | Path) -> LiverLocaliser:
     """Load a localiser folder; a wrong kind, frame or weights file is a :class:`ModuleError`."""
-    import torch
-
+    from ukbmri.models.checkpoint import safe_torch_load
     from ukbmri.models.liver_unet import LiverUNet
 
     folder = Path(folder)
@@ -104,11 +106,16 @@ def load_localiser(folder: str | Path) -> LiverLocaliser:
     arch = {k: v for k, v in info.get("architecture", {}).items() if k != "name"}
     model = LiverUNet(**arch)
     try:
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        data = (folder / "weights.pt").read_bytes()
+    except OSError as exc:
+        raise ModuleError(f"cannot read the liver localiser's weights: {exc}", path=folder / "weights.pt") from exc
+    state = safe_torch_load(data, path=folder, member="weights.pt")
+    try:
         model.load_state_dict(state)
-    except Exception as exc:  # noqa: BLE001 - any unreadable weights file is one error
-        raise ModuleError(f"cannot load the liver localiser's weights: {exc}", path=folder / "weights.pt") from exc
-    info["weights_sha256"] = _sha256(folder / "weights.pt")
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModuleError(f"the liver localiser's weights do not fit its architecture: {exc}",
+                          path=folder / "weights.pt") from exc
+    info["weights_sha256"] = hashlib.sha256(data).hexdigest()
     return LiverLocaliser(model, info, folder)
 
 
@@ -116,7 +123,3 @@ def load_localiser(folder: str | Path) -> LiverLocaliser:
 def bundled_localiser() -> LiverLocaliser:
     """The localiser shipped with ukbmri (loaded once per process; read-only afterwards)."""
     return load_localiser(BUNDLED_LOCALISER)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

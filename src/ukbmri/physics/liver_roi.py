@@ -46,7 +46,8 @@ from ukbmri.physics.liver_flags import MAX_POSTERIOR
 from ukbmri.physics.liver_rules import SliceTissue, _disk, rules_region
 from ukbmri.physics.multiecho import FatWaterMaps
 
-__all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction", "localised_region"]
+__all__ = ["find_liver_roi", "liver_summary", "LiverSummary", "patient_right_direction", "localised_region",
+           "body_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ def _slice2d(a: np.ndarray) -> np.ndarray:
     if a.ndim != 2:
         raise LiverInputError("maps have the wrong rank", expected="(x, y) or (x, y, 1)", found=a.shape)
     return a
+
+
+def body_mask(fitted: np.ndarray) -> np.ndarray:
+    """The body of one slice: the fitted mask's largest connected component, holes filled (empty if none)."""
+    lab, n = ndi.label(ndi.binary_fill_holes(fitted))
+    if n == 0:
+        return np.zeros(np.shape(fitted), dtype=bool)
+    sizes = ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+    return ndi.binary_fill_holes(lab == (1 + int(np.argmax(sizes))))
 
 
 def find_liver_roi(
@@ -183,12 +193,9 @@ def find_liver_roi(
     if right_direction is None and affine_lps is not None:
         right_direction = patient_right_direction(affine_lps)
     # 1. body
-    lab, n = ndi.label(ndi.binary_fill_holes(fitted))
-    if n == 0:
+    body = body_mask(fitted)
+    if not body.any():
         raise LiverInputError("no signal in the slice", expected="a body", found="empty mask")
-    sizes = ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
-    body = lab == (1 + int(np.argmax(sizes)))
-    body = ndi.binary_fill_holes(body)
     cx, cy = ndi.center_of_mass(body)
     radius_mm = np.sqrt(body.sum() * sx * sy / np.pi)
 

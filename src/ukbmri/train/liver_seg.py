@@ -44,7 +44,7 @@ def make_samples(rng: np.random.Generator, n: int, *, variant: str = "train", no
     """``n`` randomised slices (protocols alternate) with their fitted input channels."""
     from ukbmri.physics.liver import roi_maps_for
     from ukbmri.physics.liver_frame import slice_channels
-    from ukbmri.physics.liver_roi import patient_right_direction, posterior_direction
+    from ukbmri.physics.liver_roi import body_mask, patient_right_direction, posterior_direction
     from ukbmri.synth.liver_stress import stress_case
 
     out, t0 = [], time.perf_counter()
@@ -54,7 +54,7 @@ def make_samples(rng: np.random.Generator, n: int, *, variant: str = "train", no
                         with_liver=bool(rng.uniform() >= no_liver_share))
         m = roi_maps_for(c.data)
         ch = slice_channels(m.water[:, :, 0], m.fat[:, :, 0], m.ff_percent[:, :, 0], m.r2star_per_s[:, :, 0],
-                            _body(m.mask[:, :, 0]))
+                            body_mask(m.mask[:, :, 0]))
         aff = c.data.affine_lps
         out.append(SegSample(channels=ch.astype(np.float16), liver=c.liver.copy(),
                              spacing_mm=tuple(float(v) for v in c.data.spacing[:2]),
@@ -62,17 +62,6 @@ def make_samples(rng: np.random.Generator, n: int, *, variant: str = "train", no
         if (k + 1) % 100 == 0:
             log.info("liver localiser samples: %d / %d (%.0f s)", k + 1, n, time.perf_counter() - t0)
     return out
-
-
-def _body(mask: np.ndarray) -> np.ndarray:
-    """The fitted mask's largest component, holes filled (as the liver ROI's step 1)."""
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(ndi.binary_fill_holes(mask))
-    if n == 0:
-        return np.zeros_like(mask, dtype=bool)
-    sizes = ndi.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
-    return ndi.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
 
 
 def frame_batch(samples: list[SegSample], rng: np.random.Generator | None, *,
@@ -92,7 +81,7 @@ def frame_batch(samples: list[SegSample], rng: np.random.Generator | None, *,
             kw = dict(rotation_rad=float(rng.uniform(-0.35, 0.35)), scale=float(rng.uniform(0.85, 1.2)),
                       shift_mm=(float(rng.uniform(-20, 20)), float(rng.uniform(-20, 20))))
         fr = SliceFrame.build(body, s.spacing_mm, np.array(s.right), np.array(s.posterior), **kw)
-        ch = np.stack([fr.to_frame(c) for c in s.channels.astype(np.float32)])
+        ch = fr.to_frame(s.channels)
         y = fr.to_frame(s.liver.astype(np.float32))[None] > 0.5
         if rng is not None and randomise_contrast:
             _randomise_contrast(ch, y[0], rng)
