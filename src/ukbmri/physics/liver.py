@@ -115,7 +115,8 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     roi_kwargs.setdefault("affine_lps", data.affine_lps)
     try:
         roi = find_liver_roi(m1, pixel_spacing_mm=sp[:2], noise_sigma=sigma, te_s=data.te_s,
-                             field_strength_t=data.field_strength_t, info=info, localiser=localiser, **roi_kwargs)
+                             field_strength_t=data.field_strength_t, info=info, localiser=localiser,
+                             echoes=np.abs(d1.images[:, :, 0]), **roi_kwargs)
     except LiverNotFoundError as exc:
         what = "homogeneous water-dominant tissue on the patient's right (a liver)"
         raise LiverNotFoundError(f"no liver found in slice {z}: {exc.message}", path=data.source,

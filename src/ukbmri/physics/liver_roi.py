@@ -151,6 +151,7 @@ def find_liver_roi(
     noise_k: float = 2.0,
     info: dict | None = None,
     localiser=None,
+    echoes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Boolean ``(x, y)`` (or ``(x, y, 1)``, like the maps) liver ROI mask; see the module docstring.
 
@@ -175,6 +176,10 @@ def find_liver_roi(
     localiser:
         A :class:`~ukbmri.physics.liver_locate.LiverLocaliser`: its proposal is the liver region
         (steps 3b-4 are skipped; the patient's right must be known, else they run as without).
+    echoes:
+        Optional ``(x, y, echoes)`` magnitudes of the slice: ROI voxels whose signal decays
+        clearly more slowly than the ROI's are removed (:func:`slow_decay`: vessels and other
+        organs, which a single-R2* fit of the pooled signal would otherwise follow).
     info:
         Optional dict that receives diagnostics for QC (``region`` mask, ``region_area_mm2``,
         ``region_inscribed_mm``, ``side``, ``body_radius_mm``, ``homog_ratio``).
@@ -275,7 +280,9 @@ def find_liver_roi(
     pdir = posterior_direction(affine_lps) if affine_lps is not None else None
     t = SliceTissue(water=water, r2=r2, ff=ff, sig=sig, tissue=tissue, homog=homog, noise_w=noise_w,
                     noise_r=noise_r, noise_f=noise_f, spacing=(sx, sy), centre=(cx, cy), radius_mm=float(radius_mm),
-                    right=rd, posterior=pdir)
+                    right=rd, posterior=pdir,
+                    echoes=None if echoes is None else np.abs(np.asarray(echoes)).reshape(ff.shape + (-1,)),
+                    echo_sigma=noise_sigma)
 
     def heuristic_region() -> np.ndarray:
         return rules_region(t, split_mm=split_mm, min_area_mm2=min_area_mm2, anchor_mm=anchor_mm,
@@ -388,6 +395,8 @@ def roi_in_region(t: SliceTissue, liver: np.ndarray, liver_like_only: bool, *, m
                                                                 (liver & (noise_w > 0)).any() else [0.0]))
                         / max(float(np.median(np.abs(sig[liver]))), 1e-12))
     roi &= np.isfinite(dev) & (dev <= vtol)
+    if t.echoes is not None and roi.any():
+        roi &= ~slow_decay(t.echoes, roi, t.echo_sigma)
     for v, nz in ((r2, noise_r), (ff, noise_f)):
         vals = v[roi]
         if vals.size >= min_voxels:
@@ -398,6 +407,34 @@ def roi_in_region(t: SliceTissue, liver: np.ndarray, liver_like_only: bool, *, m
             roi &= np.abs(v - med) <= 3.5 * max(mad, 1e-6) + (1.0 if v is ff else 2.0)
     roi = ndi.binary_opening(roi, structure=np.ones((2, 2), bool)) if roi.sum() > 4 * min_voxels else roi
     return roi
+
+
+#: decay ratio allowed above the ROI's median, relative to it (real regional R2* variation), ...
+SLOW_DECAY_REL = 0.2
+#: ... plus this many times the ratio's noise SD
+SLOW_DECAY_K = 3.0
+
+
+def slow_decay(echoes: np.ndarray, roi: np.ndarray, sigma: float | None) -> np.ndarray:
+    """ROI voxels whose signal decays clearly more slowly than the ROI's (vessels, other organs).
+
+    Per voxel the decay ratio ``d = mean |S| of the later half of the echoes / |S| of the
+    first echo`` (coil shading cancels; no fit). A voxel is slow when ``d`` exceeds the ROI's
+    median by ``SLOW_DECAY_REL`` of it plus ``SLOW_DECAY_K`` times its noise SD
+    ``sigma sqrt(1 / n_late + d^2) / |S_1|``. Such voxels are bright at the late echoes where
+    the liver has decayed (blood's long T2* in an iron-loaded liver): a minority of them
+    dominates the pooled power, and a single-R2* fit of it reads their tissue, not the liver.
+    """
+    e = np.asarray(echoes, dtype=float)
+    n_echo = e.shape[-1]
+    if n_echo < 3:
+        return np.zeros(roi.shape, dtype=bool)
+    first = np.maximum(e[..., 0], 1e-12)
+    late = e[..., n_echo - n_echo // 2:]
+    d = late.mean(axis=-1) / first
+    med = float(np.median(d[roi]))
+    sd = (float(sigma) if sigma else 0.0) * np.sqrt(1.0 / late.shape[-1] + d ** 2) / first
+    return roi & (d > med * (1.0 + SLOW_DECAY_REL) + SLOW_DECAY_K * sd)
 
 
 def liver_summary(maps: FatWaterMaps, roi: np.ndarray, *, values: FatWaterMaps | None = None) -> LiverSummary:

@@ -38,6 +38,9 @@ class SliceTissue:
     radius_mm: float  #: body's equivalent radius
     right: np.ndarray | None  #: unit index-space vector to the patient's right
     posterior: np.ndarray | None
+    #: (x, y, echoes) magnitudes and their noise SD, for the slow-decay test (None: not given)
+    echoes: np.ndarray | None = field(default=None, repr=False)
+    echo_sigma: float | None = None
 
     def along(self, px, py, d) -> np.ndarray:
         """Offset of index position(s) from the body centre along direction ``d``, in body radii."""

@@ -48,7 +48,7 @@ class StressCase:
     """One phantom slice and its truth."""
 
     data: MultiEcho
-    liver: np.ndarray = field(repr=False)  #: (x, y) bool, liver parenchyma (vessels excluded)
+    liver: np.ndarray = field(repr=False)  #: (x, y) bool, liver parenchyma (vessels, IVC, aorta, gallbladder excluded)
     muscle: np.ndarray = field(repr=False)  #: (x, y) bool, skeletal muscle
     pdff_percent: float
     r2star_per_s: float
@@ -228,5 +228,5 @@ def stress_case(
     affine[:3, 3] = (-nx * px / 2, -ny * px / 2, 0.0)
     data = MultiEcho(images=images, te_s=te, field_strength_t=field_strength_t, spacing=(px, px, thick),
                      source=f"stress_{variant}_{protocol}", affine_lps=affine)
-    return StressCase(data=data, liver=down(liver & ~vessels & ~gb), muscle=down(wall | para), pdff_percent=pdff,
+    return StressCase(data=data, liver=down(liver & ~vessels & ~gb & ~ivc & ~aorta), muscle=down(wall | para), pdff_percent=pdff,
                       r2star_per_s=r2l, noise_scale=ns, variant=variant, protocol=protocol)

@@ -34,7 +34,7 @@ __all__ = ["LiverStage", "LiverRow", "NetRef", "LIVER_FIELDS"]
 
 log = logging.getLogger(__name__)
 
-VERSION = "liver-3"
+VERSION = "liver-4"  # liver-4: slow-decaying voxels (vessels) leave the ROI
 LIVER_FIELDS = (20203, 20254)
 PROTOCOL = {20203: "gre", 20254: "ideal"}
 NETWORK_FIELD = {"teacher": 20203, "student": 20254}
