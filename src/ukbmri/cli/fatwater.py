@@ -140,8 +140,8 @@ def fatwater(inputs, out_dir: Path, method, te_ms, field_strength, roi_path, dev
         from ukbmri.physics.liver import roi_maps_for
         from ukbmri.physics.liver_slices import liver_fat_slices, right_direction_for
 
-        liver_maps = maps if (maps.method == "complex" or branch == "best") else roi_maps_for(data, device=device,
-                                                                                             mask=mask)
+        # the liver is found on maps where fat reads as fat and noise does not flip the liver's voxels
+        liver_maps = maps if maps.method == "complex" else roi_maps_for(data, device=device, mask=mask)
         from ukbmri.errors import LiverNotFoundError
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@
 
 1. **Maps to find the liver** on the whole slice, where fat must read as fat: the complex
    fit (swap-free, B0) when the zip has phase images, otherwise the magnitude fit with
-   ``branch="best"`` (both magnitude branches, lower residual per voxel).
+   ``branch="local"`` (both magnitude branches; per voxel the branch its neighbourhood
+   prefers, so that noise does not flip voxels of a fatty or iron-loaded liver to fat).
 2. **ROI**: :func:`ukbmri.physics.liver_roi.find_liver_roi` (patient right from the DICOM
    geometry); by default the bundled liver localiser network proposes the liver region and
    physics checks it (:mod:`ukbmri.physics.liver_locate`), else the image rules choose.
@@ -86,7 +87,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
                         **roi_kwargs) -> LiverPhysicsResult:
     """Liver PDFF / R2* of slice ``z`` of ``data`` given whole-slice maps that read fat as fat.
 
-    ``roi_maps``: complex fit, or magnitude fit with ``branch="best"``, of ``data`` (all
+    ``roi_maps``: complex fit, or magnitude fit with ``branch="local"``, of ``data`` (all
     slices). ``localiser``: ``"bundled"`` (the shipped liver localiser network proposes the
     liver region, :mod:`ukbmri.physics.liver_locate`), a loaded
     :class:`~ukbmri.physics.liver_locate.LiverLocaliser`, or ``None`` (the image-rule ROI
@@ -185,13 +186,13 @@ def liver_fit_mask(data: MultiEcho) -> np.ndarray:
 
 
 def roi_maps_for(data: MultiEcho, *, device: str = "cpu", mask: np.ndarray | None = None) -> FatWaterMaps:
-    """Whole-image maps in which fat reads as fat: complex fit with phase, else magnitude ``branch="best"``."""
+    """Whole-image maps in which fat reads as fat: complex fit with phase, else magnitude ``branch="local"``."""
     from ukbmri.physics.complex import fit_complex
 
     body = liver_fit_mask(data) if mask is None else mask
     if data.is_complex:
         return fit_complex(data, mask=body, device=device)
-    return fit_magnitude(data, mask=body, device=device, branch="best")
+    return fit_magnitude(data, mask=body, device=device, branch="local")
 
 
 def liver_fat_from_zip(z, *, device: str = "cpu", **kwargs) -> LiverPhysicsResult:

@@ -159,7 +159,7 @@ def find_liver_roi(
     ----------
     maps:
         Fat-water maps of one slice whose fat fraction is right above 50 % (complex fit,
-        or magnitude fit with ``branch="best"``), so that fat is not mistaken for liver.
+        or magnitude fit with ``branch="local"``), so that fat is not mistaken for liver.
     magnitude:
         Optional signal image used instead of the water map for the vessel test.
     pixel_spacing_mm:

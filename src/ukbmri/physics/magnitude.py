@@ -41,7 +41,9 @@ __all__ = ["fit_magnitude", "estimate_noise_sigma", "rician_mean"]
 
 log = logging.getLogger(__name__)
 
-_BRANCHES = {"water": (0.0, 0.5), "fat": (0.5, 1.0), "best": None}
+_BRANCHES = {"water": (0.0, 0.5), "fat": (0.5, 1.0), "best": None, "local": None}
+#: window (voxels, in-plane) of the ``branch="local"`` vote
+LOCAL_WINDOW = 7
 
 
 def _r2_grid(r2star_max: float) -> np.ndarray:
@@ -71,6 +73,38 @@ def estimate_noise_sigma(magnitude: np.ndarray, mask: np.ndarray, *, min_samples
     if bg.size < min_samples:
         return None
     return float(np.median(bg) / math.sqrt(2.0 * math.log(2.0)))
+
+
+def _local_majority(votes: np.ndarray, msk: np.ndarray) -> np.ndarray:
+    """Per mask voxel: whether most mask voxels of its in-plane window vote True (ties: its own vote)."""
+    from scipy import ndimage as ndi
+
+    vol = np.zeros(msk.shape, dtype=np.float64)
+    vol[msk] = votes
+    size = (LOCAL_WINDOW, LOCAL_WINDOW, 1)
+    share = ndi.uniform_filter(vol, size=size, mode="constant") / np.maximum(
+        ndi.uniform_filter(msk.astype(np.float64), size=size, mode="constant"), 1e-12)
+    out = share[msk] > 0.5
+    tie = np.isclose(share[msk], 0.5)
+    out[tie] = votes[tie]
+    return out
+
+
+def _relative_residual(s_all, params, data, spectrum, sig_n, scale, rms_res):
+    """rms misfit / rms signal of the voxels whose ``rms_res`` is NaN, for ``params`` (scaled units)."""
+    redo = ~np.isfinite(rms_res)
+    if not redo.any():
+        return rms_res
+    c = fat_phasor(data.te_s, data.field_strength_t, spectrum)
+    p = params[redo]
+    model = np.abs(p[:, :1] + p[:, 1:2] * c[None, :]) * np.exp(-p[:, 2:3] * np.asarray(data.te_s)[None, :])
+    if sig_n is not None:
+        m, _ = rician_mean(torch.as_tensor(model), sig_n)
+        model = m.numpy()
+    s = s_all[redo] / scale
+    out = rms_res.copy()
+    out[redo] = np.sqrt(((s - model) ** 2).sum(1) / np.maximum((s * s).sum(1), 1e-30))
+    return out
 
 
 class _MagModel:
@@ -166,7 +200,12 @@ def fit_magnitude(
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     branch:
         ``"water"`` (initialise at FF <= 50 %, default), ``"fat"`` (FF >= 50 %) or
-        ``"best"`` (fit both, keep the lower residual per voxel).
+        ``"best"`` (fit both, keep the lower residual per voxel) or ``"local"`` (fit both; per
+        voxel the branch that most voxels of its ``LOCAL_WINDOW`` x ``LOCAL_WINDOW`` in-plane
+        neighbourhood in the mask prefer: noise, and fits stuck in the other branch's minimum,
+        flip single voxels of an organ, the organ as a whole does not. Layers thinner than
+        about half the window, such as a thin fat plane between organs, follow their
+        surroundings).
     noise_sigma:
         Rician noise level of the magnitudes; ``"auto"`` estimates it from the background;
         ``None`` fits the plain (noise-free) model.
@@ -174,7 +213,7 @@ def fit_magnitude(
         Upper bound on R2* (1/s).
     """
     if branch not in _BRANCHES:
-        raise FitInputError("unknown magnitude branch", expected="water, fat or best", found=branch)
+        raise FitInputError("unknown magnitude branch", expected="water, fat, best or local", found=branch)
     msk = check_mask(mask, data)
     dev = resolve_device(device)
     mag = data.magnitude()
@@ -198,7 +237,10 @@ def fit_magnitude(
     n_vox = s_all.shape[0]
     params = np.zeros((n_vox, 3))
     rms_res = np.zeros(n_vox)
-    branches = [_BRANCHES[branch]] if branch != "best" else [(0.0, 0.5), (0.5, 1.0)]
+    both = branch in ("best", "local")
+    branches = [(0.0, 0.5), (0.5, 1.0)] if both else [_BRANCHES[branch]]
+    alt = np.zeros((n_vox, 3)) if branch == "local" else None  # the fat branch, where the water branch won
+    prefers_fat = np.zeros(n_vox, dtype=bool)
     for start in range(0, n_vox, chunk):
         s = torch.as_tensor(s_all[start:start + chunk] / scale, device=dev)
         model = _MagModel(s, te, c, sig_n)
@@ -210,12 +252,21 @@ def fit_magnitude(
                 best_x, best_cost = x, cost
             else:
                 take = cost < best_cost
+                prefers_fat[start:start + chunk] = take.cpu().numpy()
+                if alt is not None:
+                    alt[start:start + chunk] = torch.where(take[:, None], best_x, x).cpu().numpy()
                 best_x = torch.where(take[:, None], x, best_x)
                 best_cost = torch.where(take, cost, best_cost)
         params[start:start + chunk] = best_x.cpu().numpy()
         energy = (s * s).sum(1).clamp_min(1e-30)
         rms_res[start:start + chunk] = torch.sqrt(best_cost / energy).cpu().numpy()
     shape = data.shape
+    if alt is not None:  # "local": the neighbourhood's majority decides (rms_res stays the voxel's own best)
+        fat_votes = _local_majority(prefers_fat, msk)
+        swap = fat_votes != prefers_fat
+        params[swap], alt[swap] = alt[swap], params[swap].copy()
+        rms_res[swap] = np.nan  # recomputed below for the swapped voxels
+        rms_res = _relative_residual(s_all, params, data, spectrum, sig_n, scale, rms_res)
 
     def scatter(v: np.ndarray) -> np.ndarray:
         out = np.full(shape, np.nan, dtype=np.float32)
