@@ -32,7 +32,7 @@ def _time(fn, blobs) -> float:
 
 
 def _ukbmri(blobs):
-    from ukbmri.io.dicomtags import fast_header
+    from ukbmri.io.fastheader import fast_header
 
     for b in blobs:
         fast_header(b[:16384])

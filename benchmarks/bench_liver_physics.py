@@ -5,7 +5,7 @@ participant and protocol with torch and BLAS limited to one thread, the steps of
 stage's physics part:
 
 * ``read``: ``read_zip`` + ``multiecho_from_zip`` (zip, DICOM, phase, dynamics averaged);
-* ``maps``: ``roi_maps_for`` (whole-slice complex fit, or magnitude ``branch="best"``);
+* ``maps``: ``roi_maps_for`` (whole-slice complex fit, or magnitude ``branch="local"``);
 * ``roi``: ``find_liver_roi``;
 * ``fit``: the magnitude fit inside the ROI;
 * ``flags``: the rest of ``liver_fat_from_maps`` (noise level, summary, intervals, QC flags);

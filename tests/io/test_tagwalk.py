@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from ukbmri.io.dicom import parse_header_prefix, parse_image
-from ukbmri.io.dicomtags import fast_header
+from ukbmri.io.fastheader import fast_header
 from ukbmri.io.tagwalk import walk_header
 
 
@@ -83,7 +83,8 @@ def test_walker_refuses_what_it_does_not_understand(factory):
     ],
 )
 def test_quick_header_equals_tag_reader_and_pydicom(factory, extra):
-    from ukbmri.io.dicomtags import TagReader, header_from, quick_header
+    from ukbmri.io.dicomtags import TagReader, header_from
+    from ukbmri.io.fastheader import quick_header
 
     ds = pydicom.dcmread(io.BytesIO(factory.make_image(slope=2.0, intercept=-3.0)))
     for k, v in extra.items():
@@ -103,7 +104,7 @@ def test_quick_header_equals_tag_reader_and_pydicom(factory, extra):
 def test_explicit_vr_loop_agrees_with_the_general_walker_on_damaged_headers(factory, undefined):
     import numpy as np
 
-    from ukbmri.io.dicomtags import _BY_TAG, _KEYS
+    from ukbmri.io.fastheader import _BY_TAG, _KEYS
 
     data = _with_sequences(factory.make_image(), False, undefined)
     pixel_at = fast_header(data).pixel_at
@@ -129,7 +130,7 @@ def test_explicit_vr_loop_agrees_with_the_general_walker_on_damaged_headers(fact
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the IS value "7.0"
 def test_quick_header_memo_gives_the_headers_of_each_member_alone(factory):
-    from ukbmri.io.dicomtags import quick_header
+    from ukbmri.io.fastheader import quick_header
 
     uid = "1.2.826.0.1.3680043.8.498.1"
     images = [

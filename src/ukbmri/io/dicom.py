@@ -1,7 +1,7 @@
 """One DICOM image from bytes: header fields the pipeline needs, and its pixels on demand.
 
-:func:`parse_image` reads the header (:mod:`ukbmri.io.dicomtags`: a fast path for
-native little endian, else pydicom with ``stop_before_pixels``) and remembers
+:func:`parse_image` reads the header (:mod:`ukbmri.io.fastheader` for native little
+endian, else pydicom with ``stop_before_pixels``; typed by :mod:`ukbmri.io.dicomtags`) and remembers
 where the PixelData element starts. :meth:`PixelRef.decode` then
 decodes native little-endian pixels with :func:`numpy.frombuffer` (no copy,
 no pydicom overhead), masking to BitsStored and sign-extending as pydicom does,
@@ -29,16 +29,14 @@ import pydicom
 
 from ukbmri.errors import MemberTooLargeError, NotDicomError, PixelDataError
 from ukbmri.io.dicomtags import (
-    FastHeader,
     ImageHeader,
     TagReader,
     dataset_getter,
-    fast_header,
     header_from,
     parse_dicom_datetime,
-    quick_header,
     tag_label,
 )
+from ukbmri.io.fastheader import FastHeader, fast_header, quick_header
 
 __all__ = [
     "ImageHeader",
@@ -174,7 +172,7 @@ def parse_image_spec(
 ) -> tuple[ImageHeader, PixelSpec]:
     """One DICOM image's header and pixel layout from its whole bytes.
 
-    Native little-endian Part 10 files take a fast path (:mod:`ukbmri.io.dicomtags`);
+    Native little-endian Part 10 files take a fast path (:mod:`ukbmri.io.fastheader`);
     everything else, or ``use_pydicom=True``, goes through :func:`pydicom.dcmread`.
 
     Raises
@@ -221,7 +219,7 @@ def parse_header_prefix(
     Used for header-only scans: only the fast path is tried, and it must have
     reached the PixelData element inside ``prefix``. Callers fall back to
     :func:`parse_image` on the whole member when this returns ``None``. ``memo``: one
-    dict per zip, see :func:`~ukbmri.io.dicomtags.quick_header`.
+    dict per zip, see :func:`~ukbmri.io.fastheader.quick_header`.
     """
     fh = _fast(prefix)
     if fh is None or prefix[fh.pixel_at : fh.pixel_at + 4] != _PIXEL_TAG_LE:

@@ -122,7 +122,7 @@ def _load(src: ZipSource, keep: str, prefetch: HeaderFilter | None = None) -> _L
     out = _Loaded([], {}, None, list(src.names), [])
     manifest_name = find_manifest_member(src.names)
     hint = _FIRST_PREFIX
-    memo: dict = {}  # header values the members of a series share, converted once (dicomtags.quick_header)
+    memo: dict = {}  # header values the members of a series share, converted once (fastheader.quick_header)
     kept = 0
     for name in src.names:
         if name == manifest_name:
