@@ -36,7 +36,7 @@ count). Field 20203 / 20254 pipelines use :func:`ukbmri.physics.liver.liver_fat_
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -232,9 +232,11 @@ def find_liver_roi(
                          & finite)
     cnt = ndi.uniform_filter(tissue_c.astype(float), size=win)
 
-    def local_sd(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def local_median(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v0 = np.where(finite, v, 0.0)
-        mu = ndi.median_filter(v0, size=win)
+        return v0, ndi.median_filter(v0, size=win)
+
+    def local_spread(v0: np.ndarray, mu: np.ndarray) -> np.ndarray:
         spread = 1.4826 * ndi.median_filter(np.abs(v0 - mu), size=win)
         # an organ boundary is a step of the local median (one window across)
         hx, hy = win[0] // 2, win[1] // 2
@@ -242,14 +244,9 @@ def find_liver_roi(
         step[hx:-hx or None, :] = np.abs(mu[2 * hx:, :] - mu[:-2 * hx or None, :])[:step.shape[0] - 2 * hx] if hx else 0
         sy_ = np.zeros_like(mu)
         sy_[:, hy:-hy or None] = np.abs(mu[:, 2 * hy:] - mu[:, :-2 * hy or None])[:, :sy_.shape[1] - 2 * hy] if hy else 0
-        return mu, np.maximum(spread, 0.5 * np.maximum(step, sy_))
+        return np.maximum(spread, 0.5 * np.maximum(step, sy_))
 
-    mu_w, sd_w = local_sd(water)
-    mu_r, sd_r = local_sd(r2)
-    mu_f, sd_f = local_sd(ff)
-    tol_w = cv_max * np.maximum(mu_w, 1e-12)
-    tol_r = 2.0 * cv_max * np.maximum(mu_r, 1e-12) + 2.0
-    tol_f = np.full(ff.shape, ff_sd_max)
+    (w0, mu_w), (r0, mu_r), (f0, mu_f) = local_median(water), local_median(r2), local_median(ff)
     noise_w = noise_f = noise_r = None
     if noise_sigma is not None and te_s is not None and noise_sigma > 0:
         from ukbmri.physics.liver_noise import crlb_sd
@@ -262,29 +259,42 @@ def find_liver_roi(
             cw, cf, cr = crlb_sd(amp * (1 - fr), amp * fr, mu_r[sel], te_s, field_strength_t, noise_sigma,
                                  complex_model=maps.method == "complex")
             noise_w[sel], noise_f[sel], noise_r[sel] = cw, cf, cr
-        tol_w = np.hypot(tol_w, noise_k * noise_w)
-        tol_r = np.hypot(tol_r, noise_k * noise_r)
-        tol_f = np.hypot(tol_f, noise_k * noise_f)
-    homog = tissue_c & (cnt > 0.99) & (sd_w <= tol_w) & (sd_r <= tol_r) & (sd_f <= tol_f)
-    # small holes (scattered fit outliers in noisy tissue) are filled; organ boundaries are
-    # lines, not enclosed specks, and stay
-    holes = ndi.binary_fill_holes(homog) & ~homog
-    hl, nh = ndi.label(holes)
-    if nh:
-        hsize = np.asarray(ndi.sum(holes, hl, np.arange(1, nh + 1)))
-        homog = homog | np.isin(hl, 1 + np.flatnonzero(hsize * sx * sy <= 40.0))
+
+    def homogeneous() -> np.ndarray:
+        """Step 3's homogeneous liver-like tissue (only the image rules need it)."""
+        tol_w = cv_max * np.maximum(mu_w, 1e-12)
+        tol_r = 2.0 * cv_max * np.maximum(mu_r, 1e-12) + 2.0
+        tol_f = np.full(ff.shape, ff_sd_max)
+        if noise_w is not None:
+            tol_w = np.hypot(tol_w, noise_k * noise_w)
+            tol_r = np.hypot(tol_r, noise_k * noise_r)
+            tol_f = np.hypot(tol_f, noise_k * noise_f)
+        homog = (tissue_c & (cnt > 0.99) & (local_spread(w0, mu_w) <= tol_w) & (local_spread(r0, mu_r) <= tol_r)
+                 & (local_spread(f0, mu_f) <= tol_f))
+        # small holes (scattered fit outliers in noisy tissue) are filled; organ boundaries are
+        # lines, not enclosed specks, and stay
+        holes = ndi.binary_fill_holes(homog) & ~homog
+        hl, nh = ndi.label(holes)
+        if nh:
+            hsize = np.asarray(ndi.sum(holes, hl, np.arange(1, nh + 1)))
+            homog = homog | np.isin(hl, 1 + np.flatnonzero(hsize * sx * sy <= 40.0))
+        return homog
+
     rd = None
     if right_direction is not None:
         rd = np.asarray(right_direction, dtype=float)
         rd = rd / max(np.linalg.norm(rd), 1e-12)
     pdir = posterior_direction(affine_lps) if affine_lps is not None else None
-    t = SliceTissue(water=water, r2=r2, ff=ff, sig=sig, tissue=tissue, homog=homog, noise_w=noise_w,
+    t = SliceTissue(water=water, r2=r2, ff=ff, sig=sig, tissue=tissue, homog=None, noise_w=noise_w,
                     noise_r=noise_r, noise_f=noise_f, spacing=(sx, sy), centre=(cx, cy), radius_mm=float(radius_mm),
                     right=rd, posterior=pdir,
                     echoes=None if echoes is None else np.abs(np.asarray(echoes)).reshape(ff.shape + (-1,)),
                     echo_sigma=noise_sigma)
 
     def heuristic_region() -> np.ndarray:
+        nonlocal t
+        if t.homog is None:
+            t = replace(t, homog=homogeneous())
         return rules_region(t, split_mm=split_mm, min_area_mm2=min_area_mm2, anchor_mm=anchor_mm,
                             max_posterior=max_posterior, r2star_range=r2star_range, info=info)
 

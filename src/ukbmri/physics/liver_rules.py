@@ -29,7 +29,7 @@ class SliceTissue:
     ff: np.ndarray = field(repr=False)
     sig: np.ndarray = field(repr=False)  #: signal for the vessel test (water map or a magnitude)
     tissue: np.ndarray = field(repr=False)  #: liver-like tissue away from the body wall
-    homog: np.ndarray = field(repr=False)  #: homogeneous liver-like tissue
+    homog: np.ndarray | None = field(repr=False)  #: homogeneous liver-like tissue (None: not built yet)
     noise_w: np.ndarray | None = field(repr=False)  #: expected noise SD of the maps (None: unknown)
     noise_r: np.ndarray | None = field(repr=False)
     noise_f: np.ndarray | None = field(repr=False)
