@@ -166,6 +166,31 @@ def test_build_from_ml4h_hd5_in_both_layouts(tmp_path):
     assert np.isnan(data2.labels[:2]).all() and data2.labels[2] == 1.25
 
 
+def test_hd5_labels_by_default_are_ml4h_names_per_instance(tmp_path):
+    """ml4h (and ``ukbmri ml4h tensorize --labels``) write /continuous/22402_Liver-fat-percentage_<k>_0:
+    read per instance by default, a participant-level liver_fat only where that is absent."""
+    rng = np.random.default_rng(6)
+    for eid in (1000001, 1000002):
+        for k in (2, 3):
+            write_ml4h_tensor(tmp_path / f"{eid}.hd5", "gre_mullti_echo_10_te_liver",
+                              rng.random((10, 12, 12)).astype(np.float32), instance=k)
+    write_label(tmp_path / "1000001.hd5", "22402_Liver-fat-percentage_2_0", 4.0)
+    write_label(tmp_path / "1000001.hd5", "22402_Liver-fat-percentage_3_0", 7.5)
+    write_label(tmp_path / "1000002.hd5", "22402_Liver-fat-percentage_3_0", 12.0)
+    write_label(tmp_path / "1000002.hd5", "liver_fat", 2.0)
+    data = build_liver_data([tmp_path], kind="teacher", input_hw=(16, 16))
+    assert data.keys == [(1000001, 2), (1000001, 3), (1000002, 2), (1000002, 3)]
+    np.testing.assert_allclose(data.labels, [4.0, 7.5, 2.0, 12.0])
+    assert "22402_Liver-fat-percentage" in data.label_source
+    # a given name is read for every instance; None reads none
+    np.testing.assert_allclose(build_liver_data([tmp_path], kind="teacher", hd5_label="liver_fat",
+                                                input_hw=(16, 16)).labels, [np.nan, np.nan, 2.0, 2.0])
+    assert np.isnan(build_liver_data([tmp_path], kind="teacher", hd5_label=None, input_hw=(16, 16)).labels).all()
+    write_label(tmp_path / "1000002.hd5", "22402_Liver-fat-percentage_2_0", 140.0)  # outside 0..100 %
+    data = build_liver_data([tmp_path], kind="teacher", input_hw=(16, 16))
+    assert [f.eid for f in data.failures] == [1000002] and "22402_Liver-fat-percentage_2_0" in data.failures[0].message
+
+
 def test_save_and_load_liver_data(tmp_path, liver_cohort):
     data = build_liver_data([liver_cohort["folder"]], kind="teacher", labels=liver_cohort["truth"],
                             input_hw=(16, 16))

@@ -109,7 +109,8 @@ def _summary(folder: Path, what: str, folds: int) -> None:
 @click.command("liver-teacher")
 @_common
 @click.option("--labels", required=False, default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Labels CSV with an 'eid' column (optional 'instance'); default: hd5 /continuous labels.")
+              help="Labels CSV with an 'eid' column (optional 'instance'); default: the hd5 files' ml4h labels "
+                   "(/continuous/22402_Liver-fat-percentage_<instance>_0, else /continuous/liver_fat).")
 @click.option("--label-column", default="liver_pdff_percent", show_default=True,
               help="Liver fat (%) column (UK Biobank style '22402-2.0' accepted).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))

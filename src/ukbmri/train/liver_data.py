@@ -36,8 +36,10 @@ columns ``<field>-<instance>.<array>`` (``22402-2.0``) are accepted; the
 instance then comes from the column name. Empty cells are missing labels:
 they stay NaN and are masked in the loss (never a 0.0 sentinel, which would
 also erase true 0 % readings). Values outside 0..100 % are refused. Without a
-table, labels come from the hd5 files (``/continuous/<hd5_label>``, default
-``liver_fat``) when present, else they are all missing.
+table, labels come from the hd5 files when present, else they are all missing: by default
+(``hd5_label="auto"``) per instance ``k`` the ml4h name ``/continuous/22402_Liver-fat-percentage_<k>_0``
+(what ml4h and ``ukbmri ml4h tensorize --labels`` write), else ``/continuous/liver_fat`` for
+the participant; a given name reads ``/continuous/<name>`` for every instance.
 """
 
 from __future__ import annotations
@@ -283,6 +285,19 @@ def _load_item(task: tuple[str, str, tuple[int, int, int], str | None]) -> list[
     return _load_hd5(path, tmap, shape, hd5_label)
 
 
+#: ``hd5_label`` default: the ml4h label of each instance, else a participant-level ``liver_fat``
+AUTO_LABEL = "auto"
+
+
+def hd5_label_names(hd5_label: str | None, instance: int) -> tuple[str, ...]:
+    """``/continuous/`` names to try, in order, for the label of ``instance``."""
+    if hd5_label is None:
+        return ()
+    if hd5_label == AUTO_LABEL:
+        return (f"22402_Liver-fat-percentage_{instance}_0", "liver_fat")
+    return (hd5_label,)
+
+
 def _load_hd5(path: Path, tmap: str, shape, hd5_label: str | None) -> list[tuple[int, int, np.ndarray, float]]:
     stem = path.name.split(".", 1)[0]
     if not stem.isdigit():
@@ -295,21 +310,28 @@ def _load_hd5(path: Path, tmap: str, shape, hd5_label: str | None) -> list[tuple
             instances = sorted(int(k.split("_", 1)[1]) for k in node.keys()
                                if k.startswith("instance_") and k.split("_", 1)[1].isdigit()) \
                 if isinstance(node, h5py.Group) else []
-            has_label = hd5_label is not None and f"/{LABEL_GROUP}/{hd5_label}" in f
+            present = set(f[LABEL_GROUP].keys()) if isinstance(f.get(LABEL_GROUP), h5py.Group) else set()
     except OSError as exc:
         raise TensorError(f"not a readable hd5 file: {exc}", path=path) from exc
-    label = read_label(path, hd5_label) if has_label else float("nan")
-    if np.isfinite(label) and not _VALID_RANGE[0] <= label <= _VALID_RANGE[1]:
-        raise TensorError("liver fat label outside the valid range", path=path, member=f"/{LABEL_GROUP}/{hd5_label}",
-                          expected=f"{_VALID_RANGE[0]:g}..{_VALID_RANGE[1]:g} %", found=label)
+
+    def label(instance: int) -> float:
+        name = next((n for n in hd5_label_names(hd5_label, instance) if n in present), None)
+        if name is None:
+            return float("nan")
+        value = read_label(path, name)
+        if np.isfinite(value) and not _VALID_RANGE[0] <= value <= _VALID_RANGE[1]:
+            raise TensorError("liver fat label outside the valid range", path=path, member=f"/{LABEL_GROUP}/{name}",
+                              expected=f"{_VALID_RANGE[0]:g}..{_VALID_RANGE[1]:g} %", found=value)
+        return value
+
     out = []
     if instances:
         for k in instances:
             t = read_ml4h_tensor(path, tmap, k)
-            out.append((eid, k, _finish(t, shape, f"{path}[instance_{k}]"), label))
+            out.append((eid, k, _finish(t, shape, f"{path}[instance_{k}]"), label(k)))
     else:  # root layout (read_ml4h_tensor raises a TensorError listing the file when absent)
         t = read_ml4h_tensor(path, tmap, None)
-        out.append((eid, 2, _finish(t, shape, str(path)), label))
+        out.append((eid, 2, _finish(t, shape, str(path)), label(2)))
     return out
 
 
@@ -323,7 +345,7 @@ def build_liver_data(
     kind: str,
     labels: str | PathLike[str] | LabelTable | None = None,
     label_column: str = DEFAULT_LABEL_COLUMN,
-    hd5_label: str | None = "liver_fat",
+    hd5_label: str | None = AUTO_LABEL,
     input_hw: tuple[int, int] | None = None,
     workers: int = 1,
     progress: Callable[[Outcome], None] | None = None,
@@ -340,7 +362,9 @@ def build_liver_data(
     label_column:
         The CSV column holding liver fat % (``22402-2.0`` style accepted).
     hd5_label:
-        ``/continuous/<name>`` read from hd5 files when no table is given.
+        The hd5 label read when no table is given: ``"auto"`` (per instance ``k`` ml4h's
+        ``/continuous/22402_Liver-fat-percentage_<k>_0``, else ``/continuous/liver_fat``), a
+        name (``/continuous/<name>`` for every instance) or ``None`` (no hd5 labels).
     input_hw:
         Top-left pad/crop the tensors to ``(C, *input_hw)`` instead of the
         ml4h shape (small networks for tests and experiments).
@@ -412,7 +436,8 @@ def build_liver_data(
     if table is not None:
         y, source = table.lookup_many(eids, instances), f"{table.path}[{table.column}]"
     elif np.isfinite(hd5_labels).any():
-        y, source = hd5_labels, f"hd5 /{LABEL_GROUP}/{hd5_label}"
+        what = "22402_Liver-fat-percentage_<instance>_0 or liver_fat" if hd5_label == AUTO_LABEL else hd5_label
+        y, source = hd5_labels, f"hd5 /{LABEL_GROUP}/{what}"
     else:
         y, source = hd5_labels, None
     log.info("%s data: %d samples (%d labelled), %d failures, %.0f MB", kind, len(rows),
