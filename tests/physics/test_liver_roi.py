@@ -80,3 +80,30 @@ def test_liver_fat_from_synthetic_ukb_zip(tmp_path):
     npy, png = res.save_mask(tmp_path / "roi" / "1_2")
     assert npy.name == "1_2.npy" and png.name == "1_2.png" and png.stat().st_size > 1000
     assert np.load(npy).shape == res.mask.shape
+
+
+def test_roi_step_ignores_voxels_without_a_fit():
+    """A region that reaches voxels without a fit (NaN maps, outside the fitted mask) keeps its
+    fitted interior: before, the region's NaN median signal removed every voxel."""
+    from ukbmri.physics.liver_roi import roi_in_region
+    from ukbmri.physics.liver_rules import SliceTissue
+
+    n = 60
+    water = np.full((n, n), 100.0)
+    water[:, 45:] = np.nan  # not fitted
+    region = np.zeros((n, n), bool)
+    region[10:50, 10:55] = True
+    ff = np.where(np.isfinite(water), 3.0, np.nan)
+    r2 = np.where(np.isfinite(water), 30.0, np.nan)
+    noise = np.where(np.isfinite(water), 1.0, 0.0)  # expected map noise (noise-aware vessel test)
+    t = SliceTissue(water=water, r2=r2, ff=ff, sig=water, tissue=np.isfinite(water), homog=None, noise_w=noise,
+                    noise_r=noise, noise_f=noise, spacing=(1.5, 1.5), centre=(30.0, 30.0), radius_mm=45.0,
+                    right=None, posterior=None)
+    roi = roi_in_region(t, region, True, margin_mm=5.0, vessel_window_mm=20.0, vessel_tolerance=0.12,
+                        min_voxels=20, signal_is_water=True)
+    assert roi.sum() > 500 and not roi[:, 45:].any()
+    t_none = SliceTissue(water=np.full((n, n), np.nan), r2=r2, ff=ff, sig=np.full((n, n), np.nan), tissue=region,
+                         homog=None, noise_w=None, noise_r=None, noise_f=None, spacing=(1.5, 1.5),
+                         centre=(30.0, 30.0), radius_mm=45.0, right=None, posterior=None)
+    assert not roi_in_region(t_none, region, True, margin_mm=5.0, vessel_window_mm=20.0, vessel_tolerance=0.12,
+                             min_voxels=20, signal_is_water=True).any()

@@ -129,7 +129,8 @@ def test_case12_liver_on_every_slice(real_data_dir, tmp_path, liver_roi):
     assert (per_slice > 500).sum() >= 2
     assert np.nonzero(roi)[1].mean() < 110  # the liver is on the image's left
     liver = json.loads((tmp_path / "12_summary.json").read_text())["liver"]
-    assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0  # measured 0.47 %, 28 /s
+    # measured: localiser 1.06 %, 28.6 /s; rules 0.47 %, 28 /s
+    assert 0.0 <= liver["pdff_percent"] < 3.0 and 20.0 <= liver["r2star_per_s"] <= 35.0
     assert liver["flags"] == [] and liver["roi"] == liver_roi
     # >= 95 % of the ROI inside the liver: coarse liver outlines drawn by hand on the first
     # echo (row, column vertices; they stay inside the organ's visible edge)

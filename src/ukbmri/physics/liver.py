@@ -91,7 +91,8 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     slices). ``localiser``: ``"bundled"`` (the shipped liver localiser network proposes the
     liver region, :mod:`ukbmri.physics.liver_locate`), a loaded
     :class:`~ukbmri.physics.liver_locate.LiverLocaliser`, or ``None`` (the image-rule ROI
-    alone). Raises :class:`~ukbmri.errors.LiverNotFoundError` naming ``data.source``.
+    alone). The localiser needs the voxel size (``data.spacing``; its frame is in mm): without
+    it the image rules decide. Raises :class:`~ukbmri.errors.LiverNotFoundError` naming ``data.source``.
     """
     from dataclasses import replace
 
@@ -112,6 +113,9 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     if noise_sigma == "auto":
         sigma = _auto_sigma(d1, body, m1)
     sp = data.spacing or (1.0, 1.0, 1.0)
+    if data.spacing is None and localiser is not None:  # its frame is in mm: without the voxel size, the rules
+        log.info("%s: no voxel size; the image rules find the liver, not the localiser", data.source)
+        localiser = None
     info: dict = {}
     roi_kwargs.setdefault("affine_lps", data.affine_lps)
     try:

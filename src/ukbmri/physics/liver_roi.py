@@ -396,14 +396,17 @@ def roi_in_region(t: SliceTissue, liver: np.ndarray, liver_like_only: bool, *, m
     if roi.sum() < min_voxels:
         roi = liver & tissue if liver_like_only else liver.copy()
     win = (max(3, int(round(vessel_window_mm / sx)) | 1), max(3, int(round(vessel_window_mm / sy)) | 1))  # odd
-    # local median of the signal (outside the liver filled with the liver's median)
-    local = ndi.median_filter(np.where(liver, sig, np.median(sig[liver])), size=win)
+    # local median of the signal (outside the liver, and where nothing was fitted, the liver's median)
+    known = liver & np.isfinite(sig)
+    if not known.any():
+        return np.zeros_like(roi)
+    local = ndi.median_filter(np.where(known, sig, np.median(sig[known])), size=win)
     dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
     vtol = vessel_tolerance
     if noise_w is not None and signal_is_water:  # a vessel must stand out of the noise too
         vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
                                                                 (liver & (noise_w > 0)).any() else [0.0]))
-                        / max(float(np.median(np.abs(sig[liver]))), 1e-12))
+                        / max(float(np.median(np.abs(sig[known]))), 1e-12))
     roi &= np.isfinite(dev) & (dev <= vtol)
     if t.echoes is not None and roi.any():
         roi &= ~slow_decay(t.echoes, roi, t.echo_sigma)
