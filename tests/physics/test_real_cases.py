@@ -8,6 +8,7 @@ so fat fractions are signal fat fractions. Regions are fixed boxes drawn on the 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ukbmri.io.ismrm import read_ismrm
@@ -94,6 +95,27 @@ def test_real_volume_cli(real_data_dir, tmp_path, case):
     data, _ = read_ismrm(real_data_dir / f"{case}.mat")
     assert ff.shape == data.shape and ff.dtype == np.float32
     assert (tmp_path / f"{case}_montage.png").stat().st_size > 10000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("liver_roi", ["localiser", "rules"])
+def test_case17_hip_gives_no_trusted_liver_value(real_data_dir, tmp_path, liver_roi):
+    """Case 17 shows the hip, not a liver: no slice and no overall value may come out unflagged."""
+    import json
+
+    from ukbmri.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fatwater", str(real_data_dir / "17.mat"), "--out", str(tmp_path), "--liver", "--no-montage",
+              "--liver-roi", liver_roi])
+    assert exc.value.code in (0, 1)
+    summary = pd.read_csv(tmp_path / "17_summary.csv")
+    liver_rows = summary[summary["region"].astype(str).str.startswith("liver")]
+    for _, row in liver_rows.iterrows():  # measured: every slice liver_roi_thin + liver_roi_off_right
+        assert isinstance(row["liver_flags"], str) and "unreliable" in row["liver_flags"] or \
+            "not_found" in str(row["liver_flags"]), row["region"]
+    liver = json.loads((tmp_path / "17_summary.json").read_text()).get("liver")
+    assert liver is None or "liver_roi_unreliable" in liver["flags"] or liver.get("pdff_percent") is None
 
 
 @pytest.mark.slow
