@@ -110,7 +110,7 @@ def _liver_with_vessels(rng, *, pdff, r2, sigma, n=(40, 40)):
 def test_slow_decay_removes_vessels_that_would_capture_the_pooled_fit():
     """Iron overload: 7 % of the ROI in vessels holds most of the late-echo power; without the
     slow-decay test the pooled fit reads the blood (PDFF ~0 %), with it the liver."""
-    from ukbmri.physics.liver_roi import slow_decay
+    from ukbmri.physics.liver_refine import slow_decay
 
     rng = np.random.default_rng(5)
     sigma = 0.04

@@ -85,7 +85,7 @@ def test_liver_fat_from_synthetic_ukb_zip(tmp_path):
 def test_roi_step_ignores_voxels_without_a_fit():
     """A region that reaches voxels without a fit (NaN maps, outside the fitted mask) keeps its
     fitted interior: before, the region's NaN median signal removed every voxel."""
-    from ukbmri.physics.liver_roi import roi_in_region
+    from ukbmri.physics.liver_refine import roi_in_region
     from ukbmri.physics.liver_rules import SliceTissue
 
     n = 60
