@@ -159,8 +159,12 @@ def init_resnet_(model: nn.Module, *, generator: torch.Generator | None = None) 
     Convolutions: Kaiming normal (fan_out, ReLU gain). BatchNorm: weight 1,
     bias 0. Linear layers keep PyTorch's default (Kaiming uniform with
     ``a = sqrt(5)``, bias uniform in +-1/sqrt(fan_in)); with a ``generator``
-    they are re-drawn from it so the whole network is reproducible.
+    they are re-drawn from it so the whole network is reproducible. A model built on the
+    ``meta`` device (to receive weights) is left as it is: drawing normal values for meta
+    tensors would only import ``torch._dynamo`` (about a second of start-up).
     """
+    if any(p.is_meta for p in model.parameters()):
+        return model
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
