@@ -239,7 +239,7 @@ def fit_magnitude(
     rms_res = np.zeros(n_vox)
     both = branch in ("best", "local")
     branches = [(0.0, 0.5), (0.5, 1.0)] if both else [_BRANCHES[branch]]
-    alt = np.zeros((n_vox, 3)) if branch == "local" else None  # the fat branch, where the water branch won
+    alt = np.zeros((n_vox, 3)) if branch == "local" else None  # the losing branch's parameters
     prefers_fat = np.zeros(n_vox, dtype=bool)
     for start in range(0, n_vox, chunk):
         s = torch.as_tensor(s_all[start:start + chunk] / scale, device=dev)
@@ -261,7 +261,7 @@ def fit_magnitude(
         energy = (s * s).sum(1).clamp_min(1e-30)
         rms_res[start:start + chunk] = torch.sqrt(best_cost / energy).cpu().numpy()
     shape = data.shape
-    if alt is not None:  # "local": the neighbourhood's majority decides (rms_res stays the voxel's own best)
+    if alt is not None:  # "local": the neighbourhood's majority decides; swapped voxels take that branch's misfit
         fat_votes = _local_majority(prefers_fat, msk)
         swap = fat_votes != prefers_fat
         params[swap], alt[swap] = alt[swap], params[swap].copy()
