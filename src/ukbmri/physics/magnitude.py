@@ -90,23 +90,6 @@ def _local_majority(votes: np.ndarray, msk: np.ndarray) -> np.ndarray:
     return out
 
 
-def _relative_residual(s_all, params, data, spectrum, sig_n, scale, rms_res):
-    """rms misfit / rms signal of the voxels whose ``rms_res`` is NaN, for ``params`` (scaled units)."""
-    redo = ~np.isfinite(rms_res)
-    if not redo.any():
-        return rms_res
-    c = fat_phasor(data.te_s, data.field_strength_t, spectrum)
-    p = params[redo]
-    model = np.abs(p[:, :1] + p[:, 1:2] * c[None, :]) * np.exp(-p[:, 2:3] * np.asarray(data.te_s)[None, :])
-    if sig_n is not None:
-        m, _ = rician_mean(torch.as_tensor(model), sig_n)
-        model = m.numpy()
-    s = s_all[redo] / scale
-    out = rms_res.copy()
-    out[redo] = np.sqrt(((s - model) ** 2).sum(1) / np.maximum((s * s).sum(1), 1e-30))
-    return out
-
-
 class _MagModel:
     """Residuals and Jacobian of the magnitude model for a batch of voxels."""
 
@@ -239,12 +222,13 @@ def fit_magnitude(
     rms_res = np.zeros(n_vox)
     both = branch in ("best", "local")
     branches = [(0.0, 0.5), (0.5, 1.0)] if both else [_BRANCHES[branch]]
-    alt = np.zeros((n_vox, 3)) if branch == "local" else None  # the losing branch's parameters
+    alt = np.zeros((n_vox, 3)) if branch == "local" else None  # the losing branch's parameters ...
+    alt_res = np.zeros(n_vox) if branch == "local" else None  # ... and its relative misfit
     prefers_fat = np.zeros(n_vox, dtype=bool)
     for start in range(0, n_vox, chunk):
         s = torch.as_tensor(s_all[start:start + chunk] / scale, device=dev)
         model = _MagModel(s, te, c, sig_n)
-        best_x, best_cost = None, None
+        best_x, best_cost, alt_cost = None, None, None
         for lo, hi in branches:
             x0 = _grid_init(s, te, c, lo, hi, r2g)
             x, cost = levenberg_marquardt(model, x0, lower=lower, upper=upper, max_iter=max_iter)
@@ -255,18 +239,20 @@ def fit_magnitude(
                 prefers_fat[start:start + chunk] = take.cpu().numpy()
                 if alt is not None:
                     alt[start:start + chunk] = torch.where(take[:, None], best_x, x).cpu().numpy()
+                    alt_cost = torch.where(take, best_cost, cost)
                 best_x = torch.where(take[:, None], x, best_x)
                 best_cost = torch.where(take, cost, best_cost)
         params[start:start + chunk] = best_x.cpu().numpy()
         energy = (s * s).sum(1).clamp_min(1e-30)
         rms_res[start:start + chunk] = torch.sqrt(best_cost / energy).cpu().numpy()
+        if alt_cost is not None:
+            alt_res[start:start + chunk] = torch.sqrt(alt_cost / energy).cpu().numpy()
     shape = data.shape
     if alt is not None:  # "local": the neighbourhood's majority decides; swapped voxels take that branch's misfit
         fat_votes = _local_majority(prefers_fat, msk)
         swap = fat_votes != prefers_fat
-        params[swap], alt[swap] = alt[swap], params[swap].copy()
-        rms_res[swap] = np.nan  # recomputed below for the swapped voxels
-        rms_res = _relative_residual(s_all, params, data, spectrum, sig_n, scale, rms_res)
+        params[swap] = alt[swap]
+        rms_res[swap] = alt_res[swap]
 
     def scatter(v: np.ndarray) -> np.ndarray:
         out = np.full(shape, np.nan, dtype=np.float32)
