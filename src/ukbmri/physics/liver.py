@@ -96,9 +96,12 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     """
     from dataclasses import replace
 
-    if isinstance(localiser, str):
-        if localiser != "bundled":
-            raise ValueError(f"localiser must be 'bundled', None or a LiverLocaliser, got {localiser!r}")
+    if isinstance(localiser, str) and localiser != "bundled":
+        raise ValueError(f"localiser must be 'bundled', None or a LiverLocaliser, got {localiser!r}")
+    if data.spacing is None and localiser is not None:  # its frame is in mm: without the voxel size, the rules
+        log.info("%s: no voxel size; the image rules find the liver, not the localiser", data.source)
+        localiser = None
+    if isinstance(localiser, str):  # "bundled"
         from ukbmri.physics.liver_locate import bundled_localiser
 
         localiser = bundled_localiser()
@@ -113,15 +116,13 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     if noise_sigma == "auto":
         sigma = _auto_sigma(d1, body, m1)
     sp = data.spacing or (1.0, 1.0, 1.0)
-    if data.spacing is None and localiser is not None:  # its frame is in mm: without the voxel size, the rules
-        log.info("%s: no voxel size; the image rules find the liver, not the localiser", data.source)
-        localiser = None
+    mag1 = np.abs(d1.images[:, :, 0])  # (x, y, echoes)
     info: dict = {}
     roi_kwargs.setdefault("affine_lps", data.affine_lps)
     try:
         roi = find_liver_roi(m1, pixel_spacing_mm=sp[:2], noise_sigma=sigma, te_s=data.te_s,
                              field_strength_t=data.field_strength_t, info=info, localiser=localiser,
-                             echoes=np.abs(d1.images[:, :, 0]), **roi_kwargs)
+                             echoes=mag1, **roi_kwargs)
     except LiverNotFoundError as exc:
         what = "homogeneous water-dominant tissue on the patient's right (a liver)"
         raise LiverNotFoundError(f"no liver found in slice {z}: {exc.message}", path=data.source,
@@ -149,7 +150,7 @@ def liver_fat_from_maps(data: MultiEcho, roi_maps: FatWaterMaps, *, z: int = 0, 
     qc["roi_localiser"] = info.get("localiser")  # None: the image-rule ROI chose the region
     qc.update(voxel_median_pdff=summ.pdff_percent, voxel_median_r2star=summ.r2star_per_s, pooled_blocks=pooled.blocks)
     return LiverPhysicsResult(
-        summary=summ, mask=roi2, background=np.abs(d1.images[:, :, 0, 0]).astype(np.float32),
+        summary=summ, mask=roi2, background=mag1[:, :, 0].astype(np.float32),
         pdff_percent=float(pdff), r2star_per_s=float(r2s),
         complex_pdff_percent=c_pdff, complex_r2star_per_s=c_r2, roi_maps=m1.method, source=data.source,
         pdff_ci95=(float(max(plo, 0.0)), float(min(phi, 100.0))), r2star_ci95=(float(max(rlo, 0.0)), float(rhi)),

@@ -42,9 +42,9 @@ def roi_in_region(t: SliceTissue, liver: np.ndarray, liver_like_only: bool, *, m
     dev = np.abs(sig - local) / np.maximum(np.abs(local), 1e-12)
     vtol = vessel_tolerance
     if noise_w is not None and signal_is_water:  # a vessel must stand out of the noise too
-        vtol = np.hypot(vessel_tolerance, 3.0 * float(np.median(noise_w[liver & (noise_w > 0)] if
-                                                                (liver & (noise_w > 0)).any() else [0.0]))
-                        / max(float(np.median(np.abs(sig[known]))), 1e-12))
+        nw = noise_w[liver & (noise_w > 0)]
+        noise = float(np.median(nw)) if nw.size else 0.0
+        vtol = np.hypot(vessel_tolerance, 3.0 * noise / max(float(np.median(np.abs(sig[known]))), 1e-12))
     roi &= np.isfinite(dev) & (dev <= vtol)
     if t.echoes is not None and roi.any():
         roi &= ~slow_decay(t.echoes, roi, t.echo_sigma)
