@@ -97,18 +97,22 @@ def test_real_volume_cli(real_data_dir, tmp_path, case):
     assert (tmp_path / f"{case}_montage.png").stat().st_size > 10000
 
 
+def _fatwater_liver(case_path, out, liver_roi: str) -> int:
+    """``ukbmri fatwater CASE --liver --liver-roi ...`` into ``out``; returns the exit code."""
+    from ukbmri.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fatwater", str(case_path), "--out", str(out), "--liver", "--no-montage", "--liver-roi", liver_roi])
+    return exc.value.code
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("liver_roi", ["localiser", "rules"])
 def test_case17_hip_gives_no_trusted_liver_value(real_data_dir, tmp_path, liver_roi):
     """Case 17 shows the hip, not a liver: no slice and no overall value may come out unflagged."""
     import json
 
-    from ukbmri.cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fatwater", str(real_data_dir / "17.mat"), "--out", str(tmp_path), "--liver", "--no-montage",
-              "--liver-roi", liver_roi])
-    assert exc.value.code in (0, 1)
+    assert _fatwater_liver(real_data_dir / "17.mat", tmp_path, liver_roi) in (0, 1)
     summary = pd.read_csv(tmp_path / "17_summary.csv")
     liver_rows = summary[summary["region"].astype(str).str.startswith("liver")]
     for _, row in liver_rows.iterrows():  # measured: every slice liver_roi_thin + liver_roi_off_right
@@ -139,12 +143,7 @@ def test_case17_magnitude_default_reads_fat_as_fat(real_data_dir, tmp_path):
 def test_case12_liver_on_every_slice(real_data_dir, tmp_path, liver_roi):
     import json
 
-    from ukbmri.cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fatwater", str(real_data_dir / "12.mat"), "--out", str(tmp_path), "--liver", "--no-montage",
-              "--liver-roi", liver_roi])
-    assert exc.value.code == 0
+    assert _fatwater_liver(real_data_dir / "12.mat", tmp_path, liver_roi) == 0
     roi = np.load(tmp_path / "12_liver_roi.npy")
     assert roi.shape == (157, 256, 3)
     per_slice = roi.sum(axis=(0, 1))
