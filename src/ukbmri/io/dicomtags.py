@@ -218,15 +218,20 @@ class TagReader:
         return text or None
 
     def acquired(self) -> datetime | None:
-        for d_kw, t_kw in _WHEN:
-            d = self.text(d_kw, required=False)
-            t = self.text(t_kw, required=False) if t_kw else None
-            if d is None or (t_kw is not None and t is None):
-                continue
-            dt = parse_dicom_datetime(d, t)
-            if dt is not None:
-                return dt
-        return None
+        return first_acquired(lambda kw: self.text(kw, required=False))
+
+
+def first_acquired(text: Callable[[str], str | None]) -> datetime | None:
+    """The acquisition time from the first usable pair of :data:`_WHEN` (``text``: keyword -> value or None)."""
+    for d_kw, t_kw in _WHEN:
+        d = text(d_kw)
+        t = text(t_kw) if t_kw else None
+        if d is None or (t_kw is not None and t is None):
+            continue
+        dt = parse_dicom_datetime(d, t)
+        if dt is not None:
+            return dt
+    return None
 
 
 def header_from(r: TagReader, member: str | None) -> ImageHeader:

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from ukbmri.io.dicomtags import _WHEN, ImageHeader, parse_dicom_datetime
+from ukbmri.io.dicomtags import _WHEN, ImageHeader, first_acquired
 from ukbmri.io.tagwalk import walk_header, wanted_keys
 
 __all__ = ["KEYWORDS", "FastHeader", "fast_header", "quick_header"]
@@ -203,15 +203,7 @@ def _shared_values(raw: dict[str, tuple[str, bytes]]) -> tuple[dict, dict[str, i
 
 
 def _acquired(raw: dict[str, tuple[str, bytes]]) -> datetime | None:
-    for d_kw, t_kw in _WHEN:
-        d = _text(raw, d_kw)
-        t = _text(raw, t_kw) if t_kw else None
-        if d is None or (t_kw is not None and t is None):
-            continue
-        acquired = parse_dicom_datetime(d, t)
-        if acquired is not None:
-            return acquired
-    return None
+    return first_acquired(lambda kw: _text(raw, kw))
 
 
 def quick_header(
